@@ -1,0 +1,42 @@
+# Two commands on a fresh Debian box with Python 3.11:
+#   make demo   -> set up .venv and run the whole human-in-the-loop loop on the built-in sim
+#   make test   -> set up .venv and run the test suite
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEB_LIBS := libusb-1.0-0 libegl1 libgl1-mesa-dri libhidapi-hidraw0 libhidapi-libusb0 xvfb
+export MUJOCO_GL ?= egl
+export PYOPENGL_PLATFORM ?= egl
+
+.PHONY: setup deb demo test bench clean
+
+deb:
+	@missing=""; for p in $(DEB_LIBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian libraries:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+$(BIN)/activate:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/activate pyproject.toml
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+setup: deb $(VENV)/.installed
+
+demo: setup
+	$(BIN)/hilr demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/hilr bench sim
+
+clean:
+	rm -rf $(VENV) runs outputs *.egg-info

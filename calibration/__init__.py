@@ -1,0 +1,1 @@
+"""hilr: calibration."""

@@ -1,0 +1,1 @@
+"""Thin hydra apps behind the `hilr` verbs."""

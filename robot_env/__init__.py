@@ -1,0 +1,1 @@
+"""hilr: robot_env."""
