@@ -1,0 +1,261 @@
+"""3Dconnexion SpaceMouse over HID (pyspacemouse), with a reader thread.
+
+The top complaint against hil-serl's SpaceMouse input is that it silently reads all
+zeros (wrong device, no permission, unplugged receiver). Here:
+
+* opening fails loudly with what to check (model, path, udev permissions);
+* an unplugged device (hidapi read error) makes ``read()`` raise ``DeviceError``: either
+  for good, or, with ``reconnect: true``, until the reader thread reopens it. It never
+  reads as "no input";
+* ``reports_received`` counts parsed reports; a device that sent nothing since connect
+  is flagged in the log after ``silent_warn_s`` (the wrong HID interface looks like that).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from robot_env.hardware import DeviceError
+from teleop.base import TELEOPERATORS, AxisMapConfig, Teleoperator, TeleopState, map_axes
+from teleop.hid import HID_SOURCES
+
+log = logging.getLogger(__name__)
+
+AXES = ("x", "y", "z", "roll", "pitch", "yaw")
+
+
+@dataclasses.dataclass
+class SpaceMouseConfig:
+    """SpaceMouse settings (see launch/config/teleop/spacemouse.yaml for the comments).
+
+    Attributes:
+        model: pyspacemouse model name (``SpaceMouseWireless``, ``SpaceNavigator``, ...);
+            None = first supported device found.
+        path: HID path such as ``/dev/hidraw3``; wins over ``model``.
+        axis_convention: pyspacemouse axis convention (``hid_z_up``: x right, y away
+            from the user, z up, right-handed).
+        axes: per-axis scale, sign, dead-zone, order and frame.
+        close_button: button name that closes the gripper (rising edge).
+        open_button: button name that opens the gripper.
+        intervention_button: button name that means "I am intervening" while held;
+            None = holding the close or open button for ``hold_s`` does it.
+        hold_s: press-and-hold time after which a gripper button also counts as an
+            intervention hold, seconds.
+        poll_hz: reader-thread poll rate of the non-blocking HID reads, Hz.
+        reconnect: on unplug, keep retrying to reopen instead of failing for good.
+        reconnect_interval_s: pause between reopen attempts, seconds.
+        silent_warn_s: warn if no report arrived this long after connect, seconds.
+        source: where reports come from: ``{"type": "hidapi"}`` (the device) or
+            ``{"type": "replay", "reports": [...]}`` (recorded reports, tests).
+    """
+
+    model: str | None = None
+    path: str | None = None
+    axis_convention: str = "hid_z_up"
+    axes: Any = dataclasses.field(default_factory=AxisMapConfig)
+    close_button: str = "LEFT"
+    open_button: str = "RIGHT"
+    intervention_button: str | None = None
+    hold_s: float = 0.3
+    poll_hz: float = 250.0
+    reconnect: bool = False
+    reconnect_interval_s: float = 0.5
+    silent_warn_s: float = 5.0
+    source: Any = dataclasses.field(default_factory=lambda: {"type": "hidapi"})
+
+    def __post_init__(self) -> None:
+        if isinstance(self.axes, Mapping):
+            self.axes = AxisMapConfig(**dict(self.axes))
+        if self.poll_hz <= 0 or self.hold_s < 0 or self.reconnect_interval_s <= 0:
+            raise ValueError("poll_hz and reconnect_interval_s must be > 0, hold_s >= 0")
+
+
+@TELEOPERATORS.register("spacemouse", SpaceMouseConfig)
+class SpaceMouse(Teleoperator):
+    """A SpaceMouse read by a background thread through pyspacemouse.
+
+    Args:
+        cfg: the config.
+        clock: monotonic clock (injectable for tests), seconds.
+    """
+
+    def __init__(self, cfg: SpaceMouseConfig, clock=time.monotonic) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.source = HID_SOURCES.make(cfg.source)
+        self._mouse: Any = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: str | None = None
+        self._raw = np.zeros(6)
+        self._buttons: tuple[int, ...] = ()
+        self._stamp = 0.0
+        self._press_start: dict[str, float] = {}
+        self._gripper: float | None = None
+        self.reports_received = 0
+        self.reconnects = 0
+        self._connected_at = 0.0
+        self._warned_silent = False
+
+    # -- lifecycle -------------------------------------------------------------------
+    @property
+    def hid_device(self) -> Any:
+        """The underlying HID device object (the replay device in tests), or None."""
+        return getattr(self.source, "device", None) or (
+            self._mouse._device if self._mouse is not None else None)
+
+    @property
+    def is_connected(self) -> bool:
+        """True while the reader thread runs and the device has not failed."""
+        return self._thread is not None and self._error is None
+
+    def _open(self) -> None:
+        mouse = self.source.open(self.cfg.model, self.cfg.path, self.cfg.axis_convention)
+        names = list(mouse.info.button_names)
+        for role in ("close_button", "open_button", "intervention_button"):
+            name = getattr(self.cfg, role)
+            if name is not None and names and name not in names:
+                mouse.close()
+                raise DeviceError(f"{role}={name!r} is not a button of {mouse.name}; buttons: {names}")
+        self._mouse = mouse
+
+    def connect(self) -> None:
+        """Open the device and start the reader thread. Raises ``DeviceError`` on failure."""
+        if self._thread is not None:
+            return
+        self._open()
+        self._error = None
+        self._stop.clear()
+        self._connected_at = self.clock()
+        self._stamp = self._connected_at
+        self._thread = threading.Thread(target=self._reader, name="spacemouse-reader", daemon=True)
+        self._thread.start()
+
+    def disconnect(self) -> None:
+        """Stop the reader thread and close the device. Safe to call twice."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        self._thread = None
+        if self._mouse is not None:
+            try:
+                self._mouse.close()
+            except Exception:  # closing a vanished device may fail; nothing left to do
+                pass
+        self._mouse = None
+
+    # -- reader thread -----------------------------------------------------------------
+    def _reader(self) -> None:
+        from easyhid import HIDException
+
+        period = 1.0 / self.cfg.poll_hz
+        last_t = None
+        while not self._stop.is_set():
+            try:
+                state = self._mouse.read()
+            except (HIDException, OSError, RuntimeError) as exc:
+                if not self._handle_failure(exc):
+                    return
+                last_t = None
+                continue
+            if state.t != last_t and state.t >= 0:
+                last_t = state.t
+                raw = np.array([getattr(state, a) for a in AXES], dtype=np.float64)
+                with self._lock:
+                    self._raw = raw
+                    self._buttons = tuple(int(b) for b in state.buttons)
+                    self._stamp = self.clock()
+                    self.reports_received += 1
+                    self._update_buttons(self._mouse.info.button_names)
+            elif (not self._warned_silent and self.reports_received == 0
+                  and self.clock() - self._connected_at > self.cfg.silent_warn_s):
+                self._warned_silent = True
+                log.warning("SpaceMouse %s sent no report in %.0f s since connect: touch it; if "
+                            "it still reads nothing, the wrong HID interface/model is open",
+                            self._mouse.name, self.cfg.silent_warn_s)
+            self._stop.wait(period)
+
+    def _handle_failure(self, exc: Exception) -> bool:
+        """Record an unplug; reopen when configured. Returns False to end the thread."""
+        with self._lock:
+            self._error = f"SpaceMouse read failed ({exc}): device unplugged or receiver lost"
+            self._raw = np.zeros(6)
+            self._buttons = ()
+        log.error("%s", self._error)
+        try:
+            self._mouse.close()
+        except Exception:
+            pass
+        if not self.cfg.reconnect:
+            return False
+        while not self._stop.wait(self.cfg.reconnect_interval_s):
+            try:
+                self._open()
+            except DeviceError:
+                continue
+            with self._lock:
+                self._error = None
+                self.reconnects += 1
+            log.warning("SpaceMouse reconnected (%d)", self.reconnects)
+            return True
+        return False
+
+    def _update_buttons(self, names: tuple[str, ...]) -> None:
+        now = self.clock()
+        pressed = {n for n, b in zip(names, self._buttons) if b}
+        for name in (self.cfg.close_button, self.cfg.open_button, self.cfg.intervention_button):
+            if name is None:
+                continue
+            if name in pressed and name not in self._press_start:
+                self._press_start[name] = now
+                if name == self.cfg.close_button:
+                    self._gripper = 1.0
+                elif name == self.cfg.open_button:
+                    self._gripper = -1.0
+            elif name not in pressed:
+                self._press_start.pop(name, None)
+
+    # -- public API ----------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget the latched gripper command (the next episode starts from the policy's)."""
+        with self._lock:
+            self._gripper = None
+
+    def read(self) -> TeleopState:
+        """Newest state.
+
+        Raises:
+            DeviceError: not connected, or the device was unplugged (while reconnecting
+                too). Zeros are only ever returned for a live device at rest.
+        """
+        if self._thread is None:
+            raise DeviceError("SpaceMouse is not connected; call connect() first")
+        with self._lock:
+            if self._error is not None:
+                raise DeviceError(self._error)
+            raw, buttons, stamp = self._raw.copy(), self._buttons, self._stamp
+            press = dict(self._press_start)
+            gripper = self._gripper
+        command, moved = map_axes(raw, self.cfg.axes)
+        now = self.clock()
+        if self.cfg.intervention_button is not None:
+            held = self.cfg.intervention_button in press
+        else:
+            held = any(now - t0 >= self.cfg.hold_s for t0 in press.values())
+        return TeleopState(
+            stamp=stamp,
+            command=command,
+            gripper=gripper,
+            buttons=buttons,
+            intervention_button=held,
+            is_active=moved or held or bool(press),
+            frame=self.cfg.axes.frame,
+        )
