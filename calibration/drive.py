@@ -1,0 +1,157 @@
+"""Drive any ``robot_env.hardware.Arm`` through a pose list and collect hand-eye samples.
+
+At each pose: command it, wait (absolute deadline) until the measured pose is within
+tolerance and still, let it settle, then grab a fresh camera frame and detect the board.
+The *measured* end-effector pose after settling is what goes into the calibration, not
+the commanded one. Every pose is checked against the workspace bounds before anything
+moves, so an out-of-bounds target never reaches the arm.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from calibration.board import BoardDetection, CharucoBoard
+from calibration.errors import BoardNotFoundError, CalibrationError
+from calibration.guidance import pose_angle_deg
+from calibration.transforms import pose_to_matrix
+from robot_env.hardware import Arm, Camera, StaleDataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class DriveConfig:
+    """How to move between calibration poses.
+
+    Attributes:
+        pos_tol: position tolerance to count a pose as reached, metres.
+        rot_tol_deg: orientation tolerance, degrees.
+        reach_timeout_s: give up on a pose after this long, seconds.
+        settle_s: wait after reaching before reading pose and image, seconds.
+        poll_s: state polling period while waiting, seconds.
+        bounds_min: (3,) lower workspace bound for targets, metres, base frame (None = unchecked).
+        bounds_max: (3,) upper workspace bound, metres, base frame.
+    """
+
+    pos_tol: float = 0.003
+    rot_tol_deg: float = 1.0
+    reach_timeout_s: float = 10.0
+    settle_s: float = 0.5
+    poll_s: float = 0.02
+    bounds_min: Sequence[float] | None = None
+    bounds_max: Sequence[float] | None = None
+
+
+@dataclasses.dataclass
+class HandEyeSample:
+    """One pose of a hand-eye session.
+
+    Attributes:
+        T_base_ee: (4, 4) measured end-effector pose after settling, base frame, metres.
+        detection: the board corners found in the image taken there.
+        image: (H, W, 3) uint8 RGB image (kept for intrinsics and for the record).
+    """
+
+    T_base_ee: np.ndarray
+    detection: BoardDetection
+    image: np.ndarray
+
+
+def check_targets_in_bounds(poses: Sequence[tuple[np.ndarray, np.ndarray]], cfg: DriveConfig) -> None:
+    """Refuse the whole list if any target position lies outside the workspace bounds."""
+    if cfg.bounds_min is None or cfg.bounds_max is None:
+        return
+    lo, hi = np.asarray(cfg.bounds_min, float), np.asarray(cfg.bounds_max, float)
+    for k, (pos, _) in enumerate(poses):
+        pos = np.asarray(pos, float)
+        if not np.all(np.isfinite(pos)) or np.any(pos < lo) or np.any(pos > hi):
+            raise CalibrationError(
+                f"calibration pose #{k} at {np.round(pos, 3).tolist()} m is outside the workspace "
+                f"bounds {lo.tolist()}..{hi.tolist()}; nothing was commanded. Shrink the pose list "
+                "(tilt_deg, pivot_distance) or move its centre."
+            )
+
+
+def move_and_wait(arm: Arm, pos: np.ndarray, quat: np.ndarray, cfg: DriveConfig,
+                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+    """Command a pose and block until it is reached; returns the settled ``ArmState``.
+
+    Raises:
+        CalibrationError: not reached before ``reach_timeout_s`` (the arm is stopped).
+    """
+    arm.command_pose(np.asarray(pos, float), np.asarray(quat, float))
+    deadline = clock() + cfg.reach_timeout_s
+    state = None
+    while clock() < deadline:
+        try:
+            state = arm.read_state()
+        except StaleDataError:
+            state = None
+        if state is not None:
+            dp = float(np.linalg.norm(state.ee_pos - pos))
+            dr = pose_angle_deg(state.ee_quat, quat)
+            if dp < cfg.pos_tol and dr < cfg.rot_tol_deg:
+                break
+        sleep(cfg.poll_s)
+    else:
+        arm.stop()
+        where = "no fresh state" if state is None else f"at {np.round(state.ee_pos, 4).tolist()}"
+        raise CalibrationError(
+            f"arm did not reach {np.round(pos, 4).tolist()} within {cfg.reach_timeout_s} s ({where}); stopped"
+        )
+    sleep(cfg.settle_s)
+    return arm.read_state()
+
+
+def collect_hand_eye_samples(
+    arm: Arm,
+    camera: Camera,
+    board: CharucoBoard,
+    poses: Sequence[tuple[np.ndarray, np.ndarray]],
+    cfg: DriveConfig | None = None,
+    progress: bool = True,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[list[HandEyeSample], list[int]]:
+    """Visit every pose and record (measured ee pose, board detection) pairs.
+
+    Args:
+        arm: a connected arm (sim or real).
+        camera: a connected camera (wrist or fixed).
+        board: the board to detect.
+        poses: targets ``(pos (3,), quat xyzw (4,))``, base frame.
+        cfg: motion settings.
+        progress: show a tqdm bar.
+        clock: monotonic clock (injectable for tests).
+        sleep: sleep function (injectable for tests).
+
+    Returns:
+        ``(samples, missed)``: one sample per pose where the board was found, and the
+        indices of poses where it was not.
+    """
+    from tqdm import tqdm
+
+    cfg = cfg or DriveConfig()
+    check_targets_in_bounds(poses, cfg)
+    samples, missed = [], []
+    for k, (pos, quat) in enumerate(tqdm(poses, desc="hand-eye poses", disable=not progress)):
+        state = move_and_wait(arm, np.asarray(pos, float), np.asarray(quat, float), cfg, clock, sleep)
+        t_min = clock()
+        frame = camera.read()
+        while frame.stamp < t_min - 1e-3 and clock() < t_min + 2.0:  # a frame taken after settling
+            sleep(cfg.poll_s)
+            frame = camera.read()
+        try:
+            det = board.detect(frame.color)
+        except BoardNotFoundError as exc:
+            log.warning("pose #%d: %s", k, exc)
+            missed.append(k)
+            continue
+        samples.append(HandEyeSample(pose_to_matrix(state.ee_pos, state.ee_quat), det, frame.color))
+    return samples, missed
