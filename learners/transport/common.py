@@ -1,0 +1,144 @@
+"""Small pieces shared by the transport endpoints: rejection counters, wake-ups, ids."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections import Counter
+
+from learners.transport import wire
+
+
+class Rejections:
+    """Thread-safe counters of rejected messages by reason, with rate-limited logging.
+
+    Each reason is logged the first 10 times, then at every power of two, so a flood of
+    garbage cannot flood the log (the counters stay exact).
+
+    Args:
+        where: name of the socket, used in log lines (e.g. ``"transition receiver"``).
+        logger: where to log.
+    """
+
+    def __init__(self, where: str, logger: logging.Logger) -> None:
+        self.where = where
+        self.log = logger
+        self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def reject(self, reason: str, detail: str) -> None:
+        """Count one rejection and maybe log it."""
+        with self._lock:
+            self._counts[reason] += 1
+            n = self._counts[reason]
+        if n <= 10 or (n & (n - 1)) == 0:
+            self.log.warning("%s rejected a message (%s, #%d): %s", self.where, reason, n, detail)
+
+    def from_error(self, exc: wire.WireError) -> None:
+        """Count a :class:`wire.WireError`."""
+        self.reject(exc.reason, str(exc))
+
+    def counts(self) -> dict[str, int]:
+        """Reason -> count (a copy)."""
+        with self._lock:
+            return dict(self._counts)
+
+    @property
+    def total(self) -> int:
+        """All rejections so far."""
+        with self._lock:
+            return sum(self._counts.values())
+
+
+class Waker:
+    """A socketpair that wakes an I/O thread blocked in ``zmq.Poller.poll``.
+
+    ``wake()`` never blocks (a full pipe already means "wake up").
+    """
+
+    def __init__(self) -> None:
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+
+    def fileno(self) -> int:
+        """The read end, to register with a poller."""
+        return self._r.fileno()
+
+    def wake(self) -> None:
+        """Make the read end readable."""
+        try:
+            self._w.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass
+
+    def drain(self) -> None:
+        """Consume pending wake-ups."""
+        try:
+            while self._r.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def close(self) -> None:
+        """Close both ends."""
+        self._r.close()
+        self._w.close()
+
+
+def random_id() -> int:
+    """A random 63-bit id (learner instance ids)."""
+    return int.from_bytes(os.urandom(8), "little") >> 1
+
+
+def to_ranges(seqs: list[int]) -> list[list[int]]:
+    """Sorted inclusive ranges covering ``seqs``: [1, 2, 3, 7] -> [[1, 3], [7, 7]]."""
+    ranges: list[list[int]] = []
+    for s in sorted(set(seqs)):
+        if ranges and s == ranges[-1][1] + 1:
+            ranges[-1][1] = s
+        else:
+            ranges.append([s, s])
+    return ranges
+
+
+class SeqSet:
+    """A set of non-negative ints stored as "all below ``low``" plus a sparse set above it.
+
+    Memory stays small because a sender re-sends in order, so gaps close.
+    """
+
+    def __init__(self, low: int = 0, above: list[int] | None = None) -> None:
+        self.low = low
+        self.above: set[int] = set(above or ())
+        self._compact()
+
+    def _compact(self) -> None:
+        while self.low in self.above:
+            self.above.discard(self.low)
+            self.low += 1
+
+    def __contains__(self, seq: int) -> bool:
+        return seq < self.low or seq in self.above
+
+    def add(self, seq: int) -> bool:
+        """Add ``seq``; returns False if it was already there."""
+        if seq in self:
+            return False
+        self.above.add(seq)
+        self._compact()
+        return True
+
+    def __len__(self) -> int:
+        return self.low + len(self.above)
+
+    def to_dict(self) -> dict:
+        """JSON-able state."""
+        return {"low": self.low, "above": sorted(self.above)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SeqSet:
+        """Inverse of :meth:`to_dict`."""
+        return cls(int(d["low"]), [int(x) for x in d.get("above", [])])

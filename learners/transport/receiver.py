@@ -1,0 +1,307 @@
+"""Learner side of the transition stream: ROUTER socket, validation, de-duplication, acks.
+
+A background I/O thread reads the socket, validates every frame (anything invalid is
+counted in :attr:`TransitionReceiver.rejections` with a logged reason, and the loop goes
+on), answers pings, de-duplicates by ``(actor, stream, seq)`` and queues new transitions.
+The learner takes them with :meth:`TransitionReceiver.poll`. Acknowledgements go out when
+the learner takes a transition (``ack_policy="deliver"``) or only at
+:meth:`TransitionReceiver.commit` (``ack_policy="commit"``: call it after a checkpoint,
+with :meth:`state_dict` saved in that checkpoint, so a learner killed at any moment loses
+nothing and counts nothing twice after resuming). When its queue is full the receiver
+leaves new transitions unacknowledged (the actor re-sends them later) but keeps answering
+pings.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zmq
+
+from learners.transport import wire
+from learners.transport.auth import ServerAuth
+from learners.transport.common import Rejections, SeqSet, Waker, random_id, to_ranges
+from learners.transport.config import TransportConfig
+
+log = logging.getLogger(__name__)
+
+StreamKey = tuple[str, int]  # (actor id, stream)
+
+
+@dataclass
+class ReceivedTransition:
+    """One transition as the learner receives it.
+
+    Attributes:
+        actor_id: the sending actor's name.
+        stream: the actor incarnation's stream id (microseconds since the epoch at start).
+        seq: sequence number within the stream (0, 1, 2, ...).
+        policy_version: version of the weights that produced the action.
+        data: the arrays, nested as the actor sent them (read-only views; copy to modify).
+        sent_unix: the actor's wall clock at send time (s), or None.
+        nbytes: size of the frame on the wire.
+    """
+
+    actor_id: str
+    stream: int
+    seq: int
+    policy_version: int
+    data: dict[str, Any]
+    sent_unix: float | None
+    nbytes: int
+
+
+@dataclass
+class _StreamState:
+    seen: SeqSet  # accepted by the I/O thread (queued or delivered)
+    delivered: SeqSet  # handed to the learner by poll()
+    committed: SeqSet  # acknowledged (deliver policy: == delivered)
+
+
+class TransitionReceiver:
+    """Receives transitions from any number of actors on one ROUTER socket.
+
+    Args:
+        cfg: transport config.
+        port: port to bind (default ``cfg.transitions_port``; 0 = a free port, see :attr:`port`).
+    """
+
+    def __init__(self, cfg: TransportConfig, port: int | None = None) -> None:
+        self.cfg = cfg
+        self.requested_port = cfg.transitions_port if port is None else port
+        self.port: int | None = None
+        self.instance_id = random_id()
+        self.rejections = Rejections("transition receiver", log)
+        self._lock = threading.Lock()
+        self._streams: dict[StreamKey, _StreamState] = {}
+        self._routes: dict[StreamKey, bytes] = {}
+        self._queue: deque[ReceivedTransition] = deque()
+        self._to_ack: list[tuple[StreamKey, int]] = []
+        self._uncommitted: list[tuple[StreamKey, int]] = []
+        self._counts = {"received": 0, "duplicates": 0, "deferred": 0, "delivered": 0,
+                        "acked": 0, "pings": 0, "bytes": 0}
+        self._per_actor: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ life cycle
+    def start(self) -> TransitionReceiver:
+        """Bind and start the I/O thread. Returns self."""
+        if self._thread is not None:
+            raise RuntimeError("receiver already started")
+        self._ctx = zmq.Context()
+        self._auth = ServerAuth(self._ctx, self.cfg.curve)
+        sock = self._ctx.socket(zmq.ROUTER)
+        try:
+            self._auth.start()
+            sock.setsockopt(zmq.LINGER, 0)
+            # libzmq cuts off (and disconnects) only absurd frames; everything above
+            # max_message_bytes up to that is read, rejected and counted here.
+            sock.setsockopt(zmq.MAXMSGSIZE, 2 * self.cfg.max_message_bytes + 65536)
+            sock.setsockopt(zmq.RCVHWM, 4 * self.cfg.max_in_flight)
+            self._auth.apply(sock)
+            sock.bind(self.cfg.bind_endpoint(self.requested_port))
+        except Exception:
+            sock.close(0)
+            self._auth.stop()
+            self._ctx.term()
+            raise
+        self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.port = int(self.endpoint.rsplit(":", 1)[1])
+        self._sock = sock
+        self._waker = Waker()
+        self._thread = threading.Thread(target=self._run, name="hilr-rx", daemon=True)
+        self._thread.start()
+        log.info("transition receiver listening on %s (curve %s)", self.endpoint,
+                 "on" if self.cfg.curve.enabled else "off")
+        return self
+
+    def close(self) -> None:
+        """Stop the I/O thread and close the socket at once (un-acked data is re-sent by actors)."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._waker.wake()
+        self._thread.join()
+        self._thread = None
+        self._sock.close(0)
+        self._waker.close()
+        self._auth.stop()
+        self._ctx.term()
+
+    def __enter__(self) -> TransitionReceiver:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ learner API
+    def poll(self, max_items: int | None = None, timeout_s: float = 0.0) -> list[ReceivedTransition]:
+        """Take queued transitions (oldest first), waiting up to ``timeout_s`` for the first.
+
+        Args:
+            max_items: at most this many (None: all queued).
+            timeout_s: 0 returns at once.
+
+        Returns:
+            New (de-duplicated) transitions; each is acknowledged now (``deliver``) or at
+            the next :meth:`commit` (``commit``).
+        """
+        deadline = time.monotonic() + timeout_s
+        while not self._queue and time.monotonic() < deadline:
+            time.sleep(0.001)
+        out: list[ReceivedTransition] = []
+        with self._lock:
+            while self._queue and (max_items is None or len(out) < max_items):
+                tr = self._queue.popleft()
+                key = (tr.actor_id, tr.stream)
+                self._streams[key].delivered.add(tr.seq)
+                if self.cfg.ack_policy == "deliver":
+                    self._streams[key].committed.add(tr.seq)
+                    self._to_ack.append((key, tr.seq))
+                else:
+                    self._uncommitted.append((key, tr.seq))
+                out.append(tr)
+            self._counts["delivered"] += len(out)
+        if out and self.cfg.ack_policy == "deliver":
+            self._waker.wake()
+        return out
+
+    def commit(self) -> int:
+        """Acknowledge everything delivered so far (``ack_policy="commit"``). Returns how many."""
+        with self._lock:
+            pending, self._uncommitted = self._uncommitted, []
+            for key, seq in pending:
+                self._streams[key].committed.add(seq)
+            self._to_ack.extend(pending)
+        if pending:
+            self._waker.wake()
+        return len(pending)
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able de-duplication state of what :meth:`poll` has delivered (for checkpoints)."""
+        with self._lock:
+            streams = [{"actor": a, "stream": s, "delivered": st.delivered.to_dict()}
+                       for (a, s), st in self._streams.items()]
+        return {"format": "hilr-transport-dedup", "version": 1, "streams": streams}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (before :meth:`start`): those transitions count as
+        delivered and committed, so re-sent copies are acknowledged and dropped."""
+        if state.get("format") != "hilr-transport-dedup" or state.get("version") != 1:
+            raise ValueError(f"not a hilr-transport-dedup v1 state: {state.get('format')!r} v{state.get('version')!r}")
+        with self._lock:
+            for item in state["streams"]:
+                key = (str(item["actor"]), int(item["stream"]))
+                d = item["delivered"]
+                self._streams[key] = _StreamState(SeqSet.from_dict(d), SeqSet.from_dict(d), SeqSet.from_dict(d))
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: received (new), duplicates, deferred (queue full), delivered, acked, pings,
+        bytes, queued, per-actor counts, rejections by reason."""
+        with self._lock:
+            return {**self._counts, "queued": len(self._queue), "per_actor": dict(self._per_actor),
+                    "rejected": self.rejections.counts()}
+
+    # ------------------------------------------------------------------ I/O thread
+    def _send(self, identity: bytes, data: bytes) -> None:
+        try:
+            self._sock.send_multipart([identity, data], zmq.NOBLOCK)
+        except zmq.ZMQError:  # peer gone or its queue full: it will ask again
+            pass
+
+    def _on_transition(self, identity: bytes, msg: wire.Message) -> None:
+        f = msg.fields
+        key: StreamKey = (f["actor"], f["stream"])
+        seq = f["seq"]
+        try:
+            data = wire.unflatten(msg.arrays)
+        except wire.WireError as exc:
+            self.rejections.from_error(exc)
+            return
+        sent = f.get("sent_unix")
+        with self._lock:
+            self._routes[key] = identity
+            st = self._streams.get(key)
+            if st is None:
+                st = self._streams[key] = _StreamState(SeqSet(), SeqSet(), SeqSet())
+            if seq in st.seen:
+                self._counts["duplicates"] += 1
+                if seq in st.committed:  # its ack was lost: acknowledge again
+                    self._to_ack.append((key, seq))
+                return
+            if len(self._queue) >= self.cfg.receive_queue:
+                self._counts["deferred"] += 1  # not acked: the actor re-sends it later
+                return
+            st.seen.add(seq)
+            self._queue.append(ReceivedTransition(
+                actor_id=f["actor"], stream=f["stream"], seq=seq, policy_version=f["policy_version"],
+                data=data, sent_unix=float(sent) if isinstance(sent, (int, float)) else None, nbytes=msg.nbytes))
+            self._counts["received"] += 1
+            self._counts["bytes"] += msg.nbytes
+            self._per_actor[f["actor"]] = self._per_actor.get(f["actor"], 0) + 1
+
+    def _receive(self) -> None:
+        pong = None
+        for _ in range(2000):
+            try:
+                frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            if len(frames) != 2:
+                self.rejections.reject("multipart", f"{len(frames) - 1} payload frames, expected 1")
+                continue
+            identity = frames[0].bytes
+            try:
+                msg = wire.decode(frames[1].buffer, self.cfg.max_message_bytes, expect={"transition", "ping"})
+            except wire.WireError as exc:
+                self.rejections.from_error(exc)
+                continue
+            if msg.kind == "ping":
+                self._counts["pings"] += 1
+                pong = pong or wire.encode("pong", {"learner": self.instance_id})
+                self._send(identity, pong)
+            else:
+                self._on_transition(identity, msg)
+
+    def _flush_acks(self) -> None:
+        with self._lock:
+            to_ack, self._to_ack = self._to_ack, []
+            routes = dict(self._routes)
+        by_stream: dict[StreamKey, list[int]] = {}
+        for key, seq in to_ack:
+            by_stream.setdefault(key, []).append(seq)
+        for key, seqs in by_stream.items():
+            if key not in routes:
+                continue
+            ack = wire.encode("ack", {"actor": key[0], "stream": key[1], "ranges": to_ranges(seqs),
+                                      "learner": self.instance_id})
+            self._send(routes[key], ack)
+            self._counts["acked"] += len(seqs)
+
+    def _run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        poller.register(self._waker.fileno(), zmq.POLLIN)
+        while not self._stop.is_set():
+            try:
+                poller.poll(100)
+                self._waker.drain()
+                self._receive()
+                self._flush_acks()
+            except Exception:  # never let one bad message take the learner's receiver down
+                log.exception("transition receiver: unexpected error; continuing")
+                time.sleep(0.01)
+
+
+def copy_arrays(tree: Any) -> Any:
+    """Deep-copy the read-only received arrays of a (nested) transition into writable ones."""
+    if isinstance(tree, dict):
+        return {k: copy_arrays(v) for k, v in tree.items()}
+    return np.array(tree, copy=True)

@@ -1,0 +1,306 @@
+"""Actor side of the transition stream: DEALER socket, outbox, acks, heartbeats.
+
+:meth:`TransitionSender.send` encodes the transition (a copy: the caller may reuse its
+arrays), gives it the next sequence number and hands it to a background I/O thread; it
+never waits on the network. The I/O thread keeps every transition in the
+:class:`~learners.transport.outbox.Outbox` until the learner acknowledges it, re-sends
+after ``ack_timeout_s``, after the learner comes back (``liveness_timeout_s`` of
+silence, then a reply) and after a learner restart (a new learner instance id), and pings
+the learner every ``heartbeat_interval_s`` so :attr:`learner_alive` is always current.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from learners.transport import wire
+from learners.transport.auth import apply_client
+from learners.transport.common import Rejections, Waker
+from learners.transport.config import TransportConfig
+from learners.transport.outbox import Key, Outbox, OutboxFull
+
+log = logging.getLogger(__name__)
+
+
+class TransitionSender:
+    """Streams transitions from one actor to the learner, reliably and without blocking.
+
+    Args:
+        cfg: transport config (endpoint, limits, timing, CURVE).
+        actor_id: stable name of this actor (e.g. ``"robot0"``); the learner de-duplicates
+            by ``(actor_id, stream, seq)``.
+        port: learner transitions port (default ``cfg.transitions_port``).
+        outbox_dir: spill directory (default ``cfg.outbox_dir``); unacknowledged transitions
+            found there from a previous run are re-sent.
+
+    Use as ``with TransitionSender(cfg, "robot0") as tx: tx.send(transition, version)``.
+    """
+
+    def __init__(self, cfg: TransportConfig, actor_id: str, port: int | None = None,
+                 outbox_dir: str | Path | None = None) -> None:
+        if not wire._is_str(actor_id):
+            raise ValueError(f"actor_id must be a non-empty string of <= {wire.MAX_NAME_LEN} chars")
+        self.cfg = cfg
+        self.actor_id = actor_id
+        self.port = cfg.transitions_port if port is None else port
+        self.outbox_dir = outbox_dir if outbox_dir is not None else cfg.outbox_dir
+        self.rejections = Rejections(f"transition sender {actor_id}", log)
+        self.stream = 0
+        self._seq = 0
+        self._lock = threading.Lock()
+        self._incoming: deque[tuple[Key, bytes]] = deque()
+        self._full_error: str | None = None
+        self._io_error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._outbox: Outbox | None = None
+        self._last_rx: float | None = None
+        self._learner_id: int | None = None
+        self._counts = {"sent": 0, "resent": 0, "acked": 0, "pings": 0, "reconnects": 0}
+
+    # ------------------------------------------------------------------ life cycle
+    def start(self) -> TransitionSender:
+        """Reload the outbox, connect and start the I/O thread. Returns self."""
+        if self._thread is not None:
+            raise RuntimeError("sender already started")
+        self._outbox = Outbox(self.outbox_dir, self.cfg.outbox_memory_messages,
+                              self.cfg.outbox_max_disk_bytes, self.cfg.max_message_bytes)
+        # Streams are microseconds since the epoch: unique per incarnation, increasing.
+        newest = max((k[0] for k in self._outbox.keys()), default=0)
+        self.stream = max(time.time_ns() // 1000, newest + 1)
+        self._ctx = zmq.Context()
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.IMMEDIATE, 1)  # never queue for a learner that is not connected
+        sock.setsockopt(zmq.SNDHWM, 2 * self.cfg.max_in_flight + 16)
+        sock.setsockopt(zmq.MAXMSGSIZE, 1024 * 1024)  # acks and pongs are tiny
+        sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        try:
+            apply_client(sock, self.cfg.curve)
+            sock.connect(self.cfg.connect_endpoint(self.port))
+        except Exception:
+            sock.close(0)
+            self._ctx.term()
+            raise
+        self._sock = sock
+        self._waker = Waker()
+        self._unsent: deque[Key] = deque(self._outbox.keys())
+        self._in_flight: OrderedDict[Key, float] = OrderedDict()
+        self._thread = threading.Thread(target=self._run, name=f"hilr-tx-{self.actor_id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self, flush_timeout_s: float = 0.0) -> None:
+        """Optionally wait for acks, stop the I/O thread and persist the outbox to disk.
+
+        Args:
+            flush_timeout_s: wait up to this long for every transition to be acknowledged.
+        """
+        if self._thread is None:
+            return
+        if flush_timeout_s > 0:
+            self.flush(flush_timeout_s)
+        self._stop.set()
+        self._waker.wake()
+        self._thread.join()
+        self._thread = None
+        self._drain_incoming()
+        written = self._outbox.close()
+        if len(self._outbox):
+            log.info("transition sender %s: %d unacknowledged transitions kept (%d written now) in %s",
+                     self.actor_id, len(self._outbox), written, self.outbox_dir or "RAM (lost: no outbox_dir)")
+        self._sock.close(0)
+        self._waker.close()
+        self._ctx.term()
+
+    def __enter__(self) -> TransitionSender:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ caller API
+    def send(self, transition: Mapping[str, Any], policy_version: int) -> int:
+        """Queue one transition; returns its sequence number. Never waits on the network.
+
+        Args:
+            transition: name -> numpy array (numbers/bool; nested dicts allowed, e.g.
+                ``{"obs": {"state": (D,) float32, "front": (H, W, 3) uint8}, "action": (7,)}``).
+            policy_version: version of the weights that produced the action.
+
+        Raises:
+            OutboxFull: the learner has been gone so long that RAM and disk limits are hit.
+            TypeError, ValueError: an array that cannot travel, or a message too large.
+        """
+        if self._thread is None:
+            raise RuntimeError("call start() before send()")
+        if self._io_error is not None:
+            raise RuntimeError(f"transition sender {self.actor_id}: {self._io_error}")
+        if self._full_error is not None:
+            raise OutboxFull(self._full_error)
+        with self._lock:
+            seq = self._seq
+            fields = {"actor": self.actor_id, "stream": self.stream, "seq": seq,
+                      "policy_version": int(policy_version), "sent_unix": time.time()}
+            data = wire.encode("transition", fields, transition)
+            if len(data) > self.cfg.max_message_bytes:
+                raise ValueError(f"transition of {len(data)} bytes > max_message_bytes {self.cfg.max_message_bytes}")
+            self._seq += 1
+            self._incoming.append(((self.stream, seq), data))
+        self._waker.wake()
+        return seq
+
+    @property
+    def learner_alive(self) -> bool:
+        """True if the learner answered within ``liveness_timeout_s``."""
+        last = self._last_rx
+        return last is not None and time.monotonic() - last < self.cfg.liveness_timeout_s
+
+    @property
+    def pending(self) -> int:
+        """Transitions not yet acknowledged (RAM + disk + just queued)."""
+        return len(self._incoming) + (len(self._outbox) if self._outbox is not None else 0)
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until every transition is acknowledged; True if so within ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while self.pending:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: sent, resent, acked, pending, spilled_bytes, reloaded, rejected, alive."""
+        ob = self._outbox
+        last = self._last_rx
+        return {**self._counts, "pending": self.pending, "in_flight": len(getattr(self, "_in_flight", ())),
+                "spilled_bytes": ob.disk_bytes if ob else 0, "reloaded": ob.reloaded if ob else 0,
+                "rejected": self.rejections.counts(), "learner_alive": self.learner_alive,
+                "since_learner_s": None if last is None else time.monotonic() - last,
+                "outbox_full": self._full_error}
+
+    # ------------------------------------------------------------------ I/O thread
+    def _drain_incoming(self) -> None:
+        while self._incoming:
+            key, data = self._incoming[0]
+            try:
+                self._outbox.put(key, data)
+            except OutboxFull as exc:
+                if self._full_error is None:
+                    log.error("transition sender %s: %s", self.actor_id, exc)
+                self._full_error = str(exc)
+                return
+            self._incoming.popleft()
+            self._unsent.append(key)
+        self._full_error = None
+
+    def _send_frame(self, data: bytes) -> bool:
+        try:
+            self._sock.send(data, zmq.NOBLOCK, copy=False)
+            return True
+        except zmq.Again:
+            return False
+
+    def _requeue_in_flight(self, why: str) -> None:
+        if self._in_flight:
+            log.info("transition sender %s: %s; re-sending %d unacknowledged", self.actor_id, why, len(self._in_flight))
+            self._unsent.extendleft(reversed(list(self._in_flight)))
+            self._in_flight.clear()
+
+    def _on_reply(self, msg: wire.Message) -> None:
+        now = time.monotonic()
+        was_alive = self.learner_alive
+        learner = msg.fields["learner"]
+        self._last_rx = now
+        if self._learner_id is not None and learner != self._learner_id:
+            self._counts["reconnects"] += 1
+            self._requeue_in_flight("learner restarted")
+        elif not was_alive and self._learner_id is not None:
+            self._counts["reconnects"] += 1
+            self._requeue_in_flight("learner is back")
+        self._learner_id = learner
+        if msg.kind == "ack":
+            stream = msg.fields["stream"]
+            for lo, hi in msg.fields["ranges"]:
+                keys = ((stream, s) for s in range(lo, hi + 1)) if hi - lo < 4096 else \
+                    (k for k in self._outbox.stream_keys(stream) if lo <= k[1] <= hi)
+                for key in list(keys):
+                    self._in_flight.pop(key, None)
+                    if self._outbox.remove(key):
+                        self._counts["acked"] += 1
+
+    def _receive(self) -> None:
+        for _ in range(10_000):
+            try:
+                frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            if len(frames) != 1:
+                self.rejections.reject("multipart", f"{len(frames)} frames, expected 1")
+                continue
+            try:
+                msg = wire.decode(frames[0].buffer, self.cfg.max_message_bytes, expect={"ack", "pong"})
+            except wire.WireError as exc:
+                self.rejections.from_error(exc)
+                continue
+            self._on_reply(msg)
+
+    def _pump(self, now: float) -> None:
+        if not self.learner_alive:
+            return  # nothing goes out but pings until the learner answers
+        while self._in_flight:  # oldest first: re-send what timed out
+            key, sent_at = next(iter(self._in_flight.items()))
+            if now - sent_at < self.cfg.ack_timeout_s:
+                break
+            if key not in self._outbox:
+                self._in_flight.pop(key)
+                continue
+            if not self._send_frame(self._outbox.get(key)):
+                return
+            self._in_flight[key] = now
+            self._in_flight.move_to_end(key)
+            self._counts["resent"] += 1
+        while self._unsent and len(self._in_flight) < self.cfg.max_in_flight:
+            key = self._unsent[0]
+            if key not in self._outbox or key in self._in_flight:
+                self._unsent.popleft()
+                continue
+            if not self._send_frame(self._outbox.get(key)):
+                return
+            self._unsent.popleft()
+            self._in_flight[key] = now
+            self._counts["sent"] += 1
+
+    def _run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        poller.register(self._waker.fileno(), zmq.POLLIN)
+        next_ping = 0.0
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if now >= next_ping:
+                    ping = wire.encode("ping", {"actor": self.actor_id})
+                    if self._send_frame(ping):
+                        self._counts["pings"] += 1
+                    next_ping = now + self.cfg.heartbeat_interval_s
+                # Sleep until the next ping, a wake-up, a reply, or 50 ms (ack timeouts).
+                timeout_ms = max(0.0, min(next_ping - now, 0.05)) * 1000
+                poller.poll(timeout_ms)
+                self._waker.drain()
+                self._receive()
+                self._drain_incoming()
+                self._pump(time.monotonic())
+        except Exception as exc:  # the actor keeps running; the outbox still holds everything
+            log.exception("transition sender %s: I/O thread failed", self.actor_id)
+            self._io_error = f"I/O thread failed: {exc!r}"

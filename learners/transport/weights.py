@@ -1,0 +1,228 @@
+"""Weights, learner -> actors: latest-wins PUB/SUB with CONFLATE, tagged with a version.
+
+Only what the caller passes travels: the learner passes the trainable residual weights
+(``{name: np.ndarray}``), never the frozen encoder. Both sockets keep at most one message
+queued (``ZMQ_CONFLATE``), so a slow actor always gets the newest weights and never a
+backlog. The publisher re-sends the latest weights every ``weights_republish_s`` so an
+actor that starts (or reconnects) late gets them without waiting for the next update.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import zmq
+
+from learners.transport import wire
+from learners.transport.auth import ServerAuth, apply_client
+from learners.transport.common import Rejections, Waker, random_id
+from learners.transport.config import TransportConfig
+
+log = logging.getLogger(__name__)
+
+
+class WeightPublisher:
+    """Learner side: publishes versioned weights to every subscribed actor.
+
+    Args:
+        cfg: transport config.
+        port: port to bind (default ``cfg.weights_port``; 0 = a free port, see :attr:`port`).
+    """
+
+    def __init__(self, cfg: TransportConfig, port: int | None = None) -> None:
+        self.cfg = cfg
+        self.requested_port = cfg.weights_port if port is None else port
+        self.port: int | None = None
+        self.version: int | None = None
+        self.published = 0
+        self.instance_id = random_id()
+        self._latest: bytes | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> WeightPublisher:
+        """Bind and start the sending thread. Returns self."""
+        if self._thread is not None:
+            raise RuntimeError("publisher already started")
+        self._ctx = zmq.Context()
+        self._auth = ServerAuth(self._ctx, self.cfg.curve)
+        sock = self._ctx.socket(zmq.PUB)
+        try:
+            self._auth.start()
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.CONFLATE, 1)
+            self._auth.apply(sock)
+            sock.bind(self.cfg.bind_endpoint(self.requested_port))
+        except Exception:
+            sock.close(0)
+            self._auth.stop()
+            self._ctx.term()
+            raise
+        self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.port = int(self.endpoint.rsplit(":", 1)[1])
+        self._sock = sock
+        self._waker = Waker()
+        self._thread = threading.Thread(target=self._run, name="hilr-weights-pub", daemon=True)
+        self._thread.start()
+        return self
+
+    def publish(self, version: int, weights: Mapping[str, Any]) -> int:
+        """Publish ``weights`` as ``version`` (copied now; returns the frame size in bytes).
+
+        Args:
+            version: strictly greater than the previous published version.
+            weights: parameter name -> array (e.g. the residual actor's trainable
+                ``state_dict`` as numpy).
+
+        Raises:
+            ValueError: a non-increasing version or a frame over ``max_message_bytes``.
+        """
+        if self._thread is None:
+            raise RuntimeError("call start() before publish()")
+        version = int(version)
+        if self.version is not None and version <= self.version:
+            raise ValueError(f"weights version {version} is not above the last published {self.version}")
+        data = wire.encode("weights", {"version": version, "learner": self.instance_id}, weights)
+        if len(data) > self.cfg.max_message_bytes:
+            raise ValueError(f"weights frame of {len(data)} bytes > max_message_bytes {self.cfg.max_message_bytes}")
+        with self._lock:
+            self._latest = data
+            self.version = version
+        self._waker.wake()
+        return len(data)
+
+    def _run(self) -> None:
+        sent: bytes | None = None
+        next_send = 0.0
+        while not self._stop.is_set():
+            with self._lock:
+                latest = self._latest
+            now = time.monotonic()
+            if latest is not None and (latest is not sent or now >= next_send):
+                try:
+                    self._sock.send(latest, zmq.NOBLOCK, copy=False)
+                    self.published += 1
+                except zmq.ZMQError as exc:
+                    log.warning("weight publisher: send failed (%s)", exc)
+                sent, next_send = latest, now + self.cfg.weights_republish_s
+            timeout = max(0.0, next_send - time.monotonic()) if latest is not None else 1.0
+            zmq.select([self._waker.fileno()], [], [], timeout)
+            self._waker.drain()
+
+    def close(self) -> None:
+        """Stop sending and close the socket."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._waker.wake()
+        self._thread.join()
+        self._thread = None
+        self._sock.close(0)
+        self._waker.close()
+        self._auth.stop()
+        self._ctx.term()
+
+    def __enter__(self) -> WeightPublisher:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class WeightSubscriber:
+    """Actor side: returns the newest weights without ever blocking.
+
+    Use from one thread (the actor loop calls :meth:`poll_latest` between steps).
+
+    Args:
+        cfg: transport config.
+        port: learner weights port (default ``cfg.weights_port``).
+    """
+
+    def __init__(self, cfg: TransportConfig, port: int | None = None) -> None:
+        self.cfg = cfg
+        self.port = cfg.weights_port if port is None else port
+        self.version: int | None = None
+        self.received = 0
+        self.stale = 0
+        self.learner_id: int | None = None
+        self.last_rx: float | None = None
+        self.rejections = Rejections("weight subscriber", log)
+        self._sock: zmq.Socket | None = None
+
+    def start(self) -> WeightSubscriber:
+        """Connect (returns at once; the connection completes in the background)."""
+        self._ctx = zmq.Context()
+        sock = self._ctx.socket(zmq.SUB)
+        try:
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.CONFLATE, 1)
+            sock.setsockopt(zmq.MAXMSGSIZE, 2 * self.cfg.max_message_bytes + 65536)
+            sock.setsockopt(zmq.RECONNECT_IVL, 100)
+            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+            sock.setsockopt(zmq.SUBSCRIBE, b"")
+            apply_client(sock, self.cfg.curve)
+            sock.connect(self.cfg.connect_endpoint(self.port))
+        except Exception:
+            sock.close(0)
+            self._ctx.term()
+            raise
+        self._sock = sock
+        return self
+
+    def poll_latest(self) -> tuple[int, dict[str, np.ndarray]] | None:
+        """The newest weights not yet returned, or None. Never blocks.
+
+        Returns:
+            ``(version, {name: array})`` (arrays read-only) when a version newer than the
+            last returned one arrived; None otherwise. Invalid frames and older or equal
+            versions from the same learner instance are counted (``rejections``, ``stale``)
+            and skipped; a restarted learner (new instance id) may restart lower versions.
+        """
+        if self._sock is None:
+            raise RuntimeError("call start() before poll_latest()")
+        newest = None
+        for _ in range(64):  # CONFLATE keeps one, but a reconnect may deliver a couple
+            try:
+                frame = self._sock.recv(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            try:
+                msg = wire.decode(frame.buffer, self.cfg.max_message_bytes, expect={"weights"})
+            except wire.WireError as exc:
+                self.rejections.from_error(exc)
+                continue
+            self.last_rx = time.monotonic()
+            version, learner = msg.fields["version"], msg.fields.get("learner")
+            best = newest[0] if newest is not None else self.version
+            restarted = learner != self.learner_id and self.learner_id is not None
+            if best is not None and version <= best and not restarted:
+                self.stale += 1  # a republish of the current version, or an old one
+                continue
+            if restarted and best is not None and version <= best:
+                log.warning("weight subscriber: learner restarted; accepting version %d after %d", version, best)
+            newest = (version, msg.arrays)
+            self.learner_id = learner
+        if newest is not None:
+            self.version = newest[0]
+            self.received += 1
+        return newest
+
+    def close(self) -> None:
+        """Close the socket."""
+        if self._sock is not None:
+            self._sock.close(0)
+            self._ctx.term()
+            self._sock = None
+
+    def __enter__(self) -> WeightSubscriber:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,334 @@
+"""The hilr wire format: one ZMQ frame = fixed prefix + msgpack header + raw numpy buffers.
+
+No pickle anywhere: every value is either a msgpack scalar/str/list/map in the header or a
+raw little-endian array buffer described by ``(dtype, shape, offset, nbytes)``. Every
+:func:`decode` validates the whole message before any array is built and raises a
+specific :class:`WireError` subclass whose ``reason`` is a short counter key.
+
+Frame layout (all integers little-endian)::
+
+    offset 0   4 bytes  magic  b"HILR"
+    offset 4   u16      wire version (WIRE_VERSION)
+    offset 6   u16      flags, must be 0
+    offset 8   u32      header length H (bytes)
+    offset 12  H bytes  msgpack map (the header)
+    then       zero padding up to the next multiple of 8 (payload start P)
+    P + ...    array buffers, each at header["arrays"][i]["offset"] (relative to P),
+               each offset the previous end rounded up to a multiple of 8;
+               the frame ends exactly at P + header["payload_bytes"].
+
+See docs/sections/transport.md for the header fields of each message kind.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import numpy as np
+
+MAGIC = b"HILR"
+WIRE_VERSION = 1
+SCHEMA = "hilr.transport"
+PREFIX = struct.Struct("<4sHHI")  # magic, version, flags, header length
+ALIGN = 8
+MAX_HEADER_BYTES = 256 * 1024
+MAX_ARRAYS = 512
+MAX_NDIM = 8
+MAX_NAME_LEN = 200
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+# The only dtypes that travel: fixed-size little-endian numbers and bool.
+ALLOWED_DTYPES = frozenset(
+    ["|b1", "|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<u8", "<i8", "<f2", "<f4", "<f8"]
+)
+
+_INT = (int,)
+_U64_MAX = 2**64 - 1
+
+
+def _is_uint(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _U64_MAX
+
+
+def _is_str(v: Any) -> bool:
+    return isinstance(v, str) and 0 < len(v) <= MAX_NAME_LEN
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_ranges(v: Any) -> bool:
+    return (
+        isinstance(v, list)
+        and len(v) <= 100_000
+        and all(
+            isinstance(r, list) and len(r) == 2 and _is_uint(r[0]) and _is_uint(r[1]) and r[0] <= r[1]
+            for r in v
+        )
+    )
+
+
+# kind -> {required field: validator}. Unknown extra fields are ignored (forward compatible
+# within one wire version); a missing or mistyped required field is a SchemaError.
+KINDS: dict[str, dict[str, Any]] = {
+    "transition": {"actor": _is_str, "stream": _is_uint, "seq": _is_uint, "policy_version": _is_uint},
+    "ack": {"actor": _is_str, "stream": _is_uint, "ranges": _is_ranges, "learner": _is_uint},
+    "ping": {"actor": _is_str},
+    "pong": {"learner": _is_uint},
+    "weights": {"version": _is_uint, "learner": _is_uint},
+}
+
+
+class WireError(ValueError):
+    """A message that is not a valid hilr message. ``reason`` is a short counter key."""
+
+    reason = "invalid"
+
+
+class BadMagic(WireError):
+    """The frame does not start with ``b"HILR"`` (garbage, pickle, another protocol)."""
+
+    reason = "bad_magic"
+
+
+class Truncated(WireError):
+    """The frame is shorter than its prefix, header or declared payload."""
+
+    reason = "truncated"
+
+
+class TooLarge(WireError):
+    """The frame (or its header) exceeds the configured maximum size."""
+
+    reason = "too_large"
+
+
+class VersionMismatch(WireError):
+    """The wire version (prefix) or schema name (header) is not the one we speak."""
+
+    reason = "wrong_version"
+
+
+class SchemaError(WireError):
+    """The header is not valid msgpack, or a field, dtype, shape or offset is invalid."""
+
+    reason = "schema"
+
+
+class UnknownKind(WireError):
+    """The header's ``kind`` is not one of :data:`KINDS` (or not the kind expected here)."""
+
+    reason = "unknown_kind"
+
+
+@dataclass
+class Message:
+    """A decoded, validated message.
+
+    Attributes:
+        kind: one of :data:`KINDS`.
+        fields: the header's kind-specific fields (plain Python values).
+        arrays: name -> array; views of the received buffer (read-only), names may
+            contain ``/`` for nested dicts (see :func:`unflatten`).
+        nbytes: size of the frame in bytes.
+    """
+
+    kind: str
+    fields: dict[str, Any]
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    nbytes: int = 0
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
+    """Flatten nested dicts of arrays to ``{"a/b": array}``; keys may not contain ``/``."""
+    out: dict[str, np.ndarray] = {}
+    for key, value in tree.items():
+        if not isinstance(key, str) or not key or "/" in key:
+            raise ValueError(f"array names must be non-empty strings without '/': {key!r}")
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name + "/"))
+        else:
+            out[name] = value
+    return out
+
+
+def unflatten(flat: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """Inverse of :func:`flatten`: ``{"obs/state": x}`` -> ``{"obs": {"state": x}}``."""
+    out: dict[str, Any] = {}
+    for name, value in flat.items():
+        node = out
+        *parents, leaf = name.split("/")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise SchemaError(f"array name {name!r} collides with a leaf")
+        if leaf in node:
+            raise SchemaError(f"array name {name!r} collides with a group")
+        node[leaf] = value
+    return out
+
+
+def _as_wire_array(name: str, value: Any) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf" or arr.dtype.str not in ALLOWED_DTYPES:
+        if arr.dtype.kind in "iuf" and arr.dtype.byteorder == ">":
+            arr = arr.astype(arr.dtype.newbyteorder("<"))
+        else:
+            raise TypeError(f"array {name!r}: dtype {arr.dtype} cannot travel (numbers and bool only)")
+    if arr.ndim > MAX_NDIM:
+        raise ValueError(f"array {name!r}: {arr.ndim} dims > {MAX_NDIM}")
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")  # ascontiguousarray makes 0-d 1-d
+
+
+def encode(kind: str, fields: Mapping[str, Any], arrays: Mapping[str, Any] | None = None) -> bytes:
+    """Encode one message as a single frame.
+
+    Args:
+        kind: one of :data:`KINDS`.
+        fields: the kind's required fields (plain ints/strs/lists), checked here too.
+        arrays: name -> array (nested dicts are flattened with ``/``); copied into the frame.
+
+    Returns:
+        The frame bytes.
+
+    Raises:
+        UnknownKind, SchemaError: bad kind or fields. TypeError: an unsupported dtype.
+    """
+    _check_fields(kind, fields)
+    flat = flatten(arrays or {})
+    if len(flat) > MAX_ARRAYS:
+        raise ValueError(f"{len(flat)} arrays > {MAX_ARRAYS}")
+    specs, chunks, offset = [], [], 0
+    for name, value in flat.items():
+        arr = _as_wire_array(name, value)
+        start = _align(offset)
+        if start > offset:
+            chunks.append(bytes(start - offset))
+        specs.append({"name": name, "dtype": arr.dtype.str, "shape": list(arr.shape),
+                      "offset": start, "nbytes": arr.nbytes})
+        chunks.append(arr.reshape(-1).view(np.uint8).data)
+        offset = start + arr.nbytes
+    header = {"schema": SCHEMA, "kind": kind, **fields, "arrays": specs, "payload_bytes": offset}
+    head = msgpack.packb(header, use_bin_type=True)
+    if len(head) > MAX_HEADER_BYTES:
+        raise ValueError(f"header of {len(head)} bytes > {MAX_HEADER_BYTES}")
+    pad = _align(PREFIX.size + len(head)) - PREFIX.size - len(head)
+    prefix = PREFIX.pack(MAGIC, WIRE_VERSION, 0, len(head))
+    return b"".join([prefix, head, bytes(pad), *chunks])
+
+
+def _check_fields(kind: Any, fields: Mapping[str, Any]) -> None:
+    if kind not in KINDS:
+        raise UnknownKind(f"unknown message kind {kind!r}; expected one of {sorted(KINDS)}")
+    for name, ok in KINDS[kind].items():
+        if name not in fields:
+            raise SchemaError(f"{kind} message lacks required field {name!r}")
+        if not ok(fields[name]):
+            raise SchemaError(f"{kind} message field {name!r} has an invalid value {fields[name]!r:.80}")
+
+
+def _parse_header(view: memoryview, max_bytes: int) -> tuple[dict[str, Any], int]:
+    if len(view) > max_bytes:
+        raise TooLarge(f"message of {len(view)} bytes > max {max_bytes}")
+    if len(view) < PREFIX.size:
+        raise Truncated(f"message of {len(view)} bytes is shorter than the {PREFIX.size}-byte prefix")
+    magic, version, flags, head_len = PREFIX.unpack_from(view, 0)
+    if magic != MAGIC:
+        raise BadMagic(f"bad magic {bytes(magic)!r} (not a hilr message; pickle and raw bytes are refused)")
+    if version != WIRE_VERSION:
+        raise VersionMismatch(f"wire version {version}, this side speaks {WIRE_VERSION}")
+    if flags != 0:
+        raise SchemaError(f"unknown flags 0x{flags:04x}")
+    if head_len > MAX_HEADER_BYTES:
+        raise TooLarge(f"header of {head_len} bytes > {MAX_HEADER_BYTES}")
+    if len(view) < PREFIX.size + head_len:
+        raise Truncated(f"header declares {head_len} bytes, only {len(view) - PREFIX.size} present")
+    try:
+        header = msgpack.unpackb(
+            view[PREFIX.size:PREFIX.size + head_len], raw=False, strict_map_key=True,
+            max_str_len=MAX_HEADER_BYTES, max_bin_len=0, max_ext_len=0,
+            max_array_len=200_000, max_map_len=4096,
+        )
+    except Exception as exc:  # msgpack raises several types (ValueError, ExtraData, ...)
+        raise SchemaError(f"header is not valid msgpack: {exc}") from None
+    if not isinstance(header, dict):
+        raise SchemaError(f"header is a {type(header).__name__}, not a map")
+    return header, _align(PREFIX.size + head_len)
+
+
+def _parse_arrays(view: memoryview, specs: Any, start: int, payload: int) -> dict[str, np.ndarray]:
+    if not isinstance(specs, list) or len(specs) > MAX_ARRAYS:
+        raise SchemaError("'arrays' must be a list of at most %d specs" % MAX_ARRAYS)
+    arrays: dict[str, np.ndarray] = {}
+    end = 0
+    for spec in specs:
+        if not isinstance(spec, dict):
+            raise SchemaError("array spec is not a map")
+        name, dtype, shape = spec.get("name"), spec.get("dtype"), spec.get("shape")
+        offset, nbytes = spec.get("offset"), spec.get("nbytes")
+        if not _is_str(name) or name in arrays:
+            raise SchemaError(f"array name {name!r:.80} missing, too long or duplicated")
+        if dtype not in ALLOWED_DTYPES:
+            raise SchemaError(f"array {name!r}: dtype {dtype!r:.40} not allowed")
+        if not (isinstance(shape, list) and len(shape) <= MAX_NDIM and all(_is_uint(s) for s in shape)):
+            raise SchemaError(f"array {name!r}: bad shape {shape!r:.80}")
+        if not (_is_uint(offset) and _is_uint(nbytes)) or offset != _align(end):
+            raise SchemaError(f"array {name!r}: offset {offset!r} is not the aligned end of the previous array")
+        itemsize = np.dtype(dtype).itemsize
+        count = math.prod(shape)
+        if nbytes != count * itemsize:
+            raise SchemaError(f"array {name!r}: nbytes {nbytes} != {shape} x {itemsize}")
+        end = offset + nbytes
+        if end > payload:
+            raise SchemaError(f"array {name!r} ends at {end}, beyond payload_bytes {payload}")
+        arr = np.frombuffer(view, dtype=np.dtype(dtype), count=count, offset=start + offset)
+        arrays[name] = arr.reshape(shape)
+    if end != payload:
+        raise SchemaError(f"arrays end at {end}, payload_bytes says {payload}")
+    return arrays
+
+
+def decode(data: Any, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, expect: set[str] | None = None) -> Message:
+    """Validate and decode one frame.
+
+    Args:
+        data: bytes-like (bytes, memoryview, ``zmq.Frame.buffer``).
+        max_bytes: maximum accepted frame size.
+        expect: kinds accepted at this socket (others raise :class:`UnknownKind`).
+
+    Returns:
+        The :class:`Message`; its arrays are read-only views of ``data``.
+
+    Raises:
+        WireError: one of its subclasses, with the reason in the message.
+    """
+    view = memoryview(data).cast("B") if not isinstance(data, memoryview) else data.cast("B")
+    header, start = _parse_header(view, max_bytes)
+    if header.get("schema") != SCHEMA:
+        raise VersionMismatch(f"schema {header.get('schema')!r:.60}, expected {SCHEMA!r}")
+    kind = header.get("kind")
+    if kind not in KINDS or (expect is not None and kind not in expect):
+        allowed = sorted(expect) if expect is not None else sorted(KINDS)
+        raise UnknownKind(f"message kind {kind!r:.40} not accepted here (expected {allowed})")
+    fields = {k: v for k, v in header.items() if k not in ("schema", "kind", "arrays", "payload_bytes")}
+    _check_fields(kind, fields)
+    payload = header.get("payload_bytes")
+    if not _is_uint(payload):
+        raise SchemaError(f"bad payload_bytes {payload!r:.40}")
+    if len(view) < start + payload:
+        raise Truncated(f"payload declares {payload} bytes, only {max(0, len(view) - start)} present")
+    if len(view) > start + payload:
+        raise SchemaError(f"{len(view) - start - payload} trailing bytes after the payload")
+    arrays = _parse_arrays(view, header.get("arrays", []), start, payload)
+    return Message(kind=kind, fields=fields, arrays=arrays, nbytes=len(view))
