@@ -1,0 +1,303 @@
+"""The in-process Agent used by the actor and learner processes.
+
+One config switch picks the learning mode:
+
+- ``bc``: the base policy acts alone; nothing is learned online.
+- ``residual`` (default): frozen base + residual actor learned off-policy (``algo=td3``
+  is ResFiT's recipe, ``algo=sac`` the SAC variant).
+- ``rlpd``: no base (zero), ``scale = 1``: SAC from scratch with demos (hil-serl's RLPD).
+
+Actor side: ``act(obs, deterministic, warmup) -> (action, base_action, residual_action)``
+and ``load_trainable(state)`` with the learner's latest weights. Learner side:
+``update(batch) -> metrics`` and ``trainable_state()`` (only what the actor needs: residual
+actor + trainable encoder parts, never a frozen backbone or the base policy).
+Checkpoints: ``save(path)`` / ``load(path)`` with optimisers, ``log_alpha`` and counters.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from learners.updates import UPDATES
+from policies.base import BasePolicy, ZeroBasePolicy
+from policies.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from policies.critics import CriticEnsemble
+from policies.encoders import EncoderConfig, ObservationEncoder, ObsSpec, obs_to_tensors
+from policies.residual import ACTORS
+
+MODES = ("bc", "residual", "rlpd")
+
+
+@dataclasses.dataclass
+class AgentConfig:
+    """Learner/agent hyper-parameters (the ``learner`` config group; see its yaml comments)."""
+
+    mode: str = "residual"
+    algo: str = "td3"
+    residual_scale: float | Sequence[float] = 0.1
+    encoder: EncoderConfig = dataclasses.field(default_factory=EncoderConfig)
+    actor_hidden: tuple[int, ...] = (256, 256)
+    critic_hidden: tuple[int, ...] = (256, 256)
+    num_critics: int = 10
+    target_subset: int = 2
+    layer_norm: bool = True
+    gamma: float = 0.99
+    n_step: int = 3
+    tau: float = 0.005
+    actor_lr: float = 3e-6
+    critic_lr: float = 1e-4
+    temperature_lr: float = 3e-4
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    actor_delay: int = 2
+    critic_warmup_updates: int = 1000
+    warmup_steps: int = 1000
+    warmup_noise: float = 1.0
+    explore_sigma: float = 0.05
+    target_noise: float = 0.2
+    target_noise_clip: float = 0.3
+    init_temperature: float = 0.01
+    target_entropy: float | None = None
+    backup_entropy: bool = False
+    init_std: float = 0.3
+    batch_size: int = 256
+    utd: int = 4
+    demo_ratio: float = 0.5
+    buffer_capacity: int = 200_000
+    demo_capacity: int = 50_000
+    augment: bool = True
+    action_dim: int = 7
+    device: str = "cpu"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.encoder, Mapping):
+            self.encoder = EncoderConfig(**self.encoder)
+        self.actor_hidden = tuple(int(h) for h in self.actor_hidden)
+        self.critic_hidden = tuple(int(h) for h in self.critic_hidden)
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.algo not in UPDATES:
+            raise ValueError(f"algo must be one of {sorted(UPDATES)}, got {self.algo!r}")
+        if not 1 <= self.target_subset <= self.num_critics:
+            raise ValueError("need 1 <= target_subset <= num_critics")
+        if self.n_step < 1 or not 0 < self.gamma <= 1 or not 0 < self.tau <= 1:
+            raise ValueError("need n_step >= 1, 0 < gamma <= 1, 0 < tau <= 1")
+        if not 0.0 <= self.demo_ratio <= 1.0:
+            raise ValueError("demo_ratio must be in [0, 1]")
+        if self.actor_delay < 1 or self.utd < 1:
+            raise ValueError("actor_delay and utd must be >= 1")
+
+    def scale_array(self) -> np.ndarray:
+        """Residual scale per action dim ``(A,)``: 1 in rlpd mode (the residual is the action)."""
+        if self.mode == "rlpd":
+            return np.ones(self.action_dim, np.float32)
+        s = np.broadcast_to(np.asarray(self.residual_scale, np.float32), (self.action_dim,)).copy()
+        if np.any(s <= 0):
+            raise ValueError(f"residual_scale must be > 0, got {s}")
+        return s
+
+
+def batch_to_torch(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    """numpy batch from a replay buffer -> tensors on ``device`` (images stay uint8, bools -> float)."""
+    out: dict[str, Any] = {}
+    for k, v in batch.items():
+        if isinstance(v, Mapping):
+            out[k] = obs_to_tensors(v, device, batched=True)
+        else:
+            a = np.asarray(v)
+            t = torch.as_tensor(a, device=device)
+            out[k] = t.float() if a.dtype in (np.bool_, np.float64) else t
+    return out
+
+
+class Agent:
+    """Residual (or RLPD) agent: encoder, actor, critic ensemble, targets, optimisers.
+
+    Args:
+        spec: observation layout (from the env's observation space, never an env instance).
+        cfg: hyper-parameters.
+        base_policy: the frozen base (actor side). None -> zeros (learner side never needs it:
+            base actions travel in the transitions).
+    """
+
+    def __init__(self, spec: ObsSpec, cfg: AgentConfig, base_policy: BasePolicy | None = None) -> None:
+        self.spec, self.cfg = dict(spec), cfg
+        self.device = torch.device(cfg.device)
+        self.base = base_policy if (base_policy is not None and cfg.mode != "rlpd") else ZeroBasePolicy(cfg.action_dim)
+        self.rng = np.random.default_rng(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        self.torch_rng = torch.Generator().manual_seed(cfg.seed)
+        self.scale_np = cfg.scale_array()
+        self.scale = torch.as_tensor(self.scale_np, device=self.device)
+        a = cfg.action_dim
+        self.encoder = ObservationEncoder(spec, cfg.encoder).to(self.device)
+        self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
+        actor_cls = ACTORS[cfg.algo]
+        kw = {"init_std": cfg.init_std} if cfg.algo == "sac" else {}
+        self.actor = actor_cls(self.encoder.out_dim, a, cfg.actor_hidden, cfg.layer_norm, **kw).to(self.device)
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False) if cfg.algo == "td3" else None
+        self.critic = CriticEnsemble(self.encoder.out_dim, a, cfg.num_critics, cfg.critic_hidden, cfg.layer_norm).to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.critic_params = list(self.critic.parameters()) + [p for p in self.encoder.parameters() if p.requires_grad]
+        self.critic_optim = torch.optim.AdamW(self.critic_params, lr=cfg.critic_lr, weight_decay=cfg.weight_decay)
+        self.actor_optim = torch.optim.AdamW(self.actor.parameters(), lr=cfg.actor_lr, weight_decay=cfg.weight_decay)
+        self.log_alpha = torch.tensor(float(np.log(cfg.init_temperature)), device=self.device, requires_grad=True)
+        self.temperature_optim = torch.optim.Adam([self.log_alpha], lr=cfg.temperature_lr)
+        self.target_entropy = cfg.target_entropy if cfg.target_entropy is not None else -a / 2.0
+        self.update_fn = UPDATES[cfg.algo]
+        self.num_updates = 0  # critic updates
+        self.num_actor_updates = 0
+
+    # ---------------------------------------------------------------- actor side
+    @property
+    def learns(self) -> bool:
+        """False in ``bc`` mode (nothing to train online)."""
+        return self.cfg.mode != "bc"
+
+    def reset(self) -> None:
+        """Start of an episode: resets the base policy's chunk state."""
+        self.base.reset()
+
+    @torch.no_grad()
+    def act(self, obs: Mapping[str, np.ndarray], deterministic: bool = False,
+            warmup: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Choose an action for one (unbatched) observation.
+
+        Args:
+            obs: ``state`` ``(D,)`` float32 and camera images ``(H, W, 3)`` uint8.
+            deterministic: evaluation: the residual's mean, no noise.
+            warmup: collection warm-up: base + uniform noise ``warmup_noise * U(-1, 1)``
+                residual (ResFiT), or uniform random actions in rlpd mode.
+
+        Returns:
+            ``(action, base_action, residual_action)``, each ``(A,)`` float32; ``action =
+            clip(base + scale * residual, -1, 1)`` is what to execute.
+        """
+        base = np.asarray(self.base.act(obs), np.float32).reshape(self.cfg.action_dim)
+        if self.cfg.mode == "bc":
+            return base.copy(), base, np.zeros_like(base)
+        if warmup and not deterministic:
+            residual = (self.cfg.warmup_noise * self.rng.uniform(-1, 1, base.shape)).astype(np.float32)
+        else:
+            self.encoder.eval()
+            feat = self.encoder(obs_to_tensors({k: obs[k] for k in self.spec}, self.device))
+            base_t = torch.as_tensor(base, device=self.device).unsqueeze(0)
+            if deterministic:
+                residual_t = self.actor(feat, base_t)
+            else:
+                residual_t = self.actor.explore(feat, base_t, self.cfg.explore_sigma)
+            residual = residual_t[0].cpu().numpy().astype(np.float32)
+        residual = np.clip(residual, -1.0, 1.0)
+        action = np.clip(base + self.scale_np * residual, -1.0, 1.0).astype(np.float32)
+        return action, base, residual
+
+    # ---------------------------------------------------------------- learner side
+    def update(self, batch: Mapping[str, Any]) -> dict[str, float]:
+        """One critic update (+ actor/temperature every ``actor_delay`` updates after the critic warm-up).
+
+        Args:
+            batch: a numpy batch from :meth:`learners.replay.ReplayBuffer.sample` /
+                :meth:`learners.replay.MixedReplay.sample` (or an already-converted torch batch).
+
+        Returns:
+            Scalar metrics (``critic_loss``, ``q_mean``, ``actor_loss`` when the actor moved, ...).
+        """
+        if not self.learns:
+            return {}
+        self.encoder.train()
+        tb = batch_to_torch(batch, self.device) if isinstance(batch.get("reward"), np.ndarray) else dict(batch)
+        self.num_updates += 1
+        update_actor = (self.num_updates > self.cfg.critic_warmup_updates
+                        and self.num_updates % self.cfg.actor_delay == 0)
+        metrics = self.update_fn(self, tb, update_actor)
+        self.num_actor_updates += int(update_actor)
+        metrics.update(num_updates=self.num_updates, num_actor_updates=self.num_actor_updates)
+        return metrics
+
+    def _trainable_encoder_keys(self) -> list[str]:
+        frozen = self.cfg.encoder.freeze_backbone
+        return [k for k in self.encoder.state_dict() if not (frozen and ".backbone." in k)]
+
+    def trainable_state(self) -> dict[str, np.ndarray]:
+        """What the actor process needs to act: the residual actor and the trainable encoder
+        parts (never a frozen backbone or the base policy), as flat numpy arrays."""
+        out = {f"actor.{k}": v.detach().cpu().numpy().copy() for k, v in self.actor.state_dict().items()}
+        enc = self.encoder.state_dict()
+        out.update({f"encoder.{k}": enc[k].detach().cpu().numpy().copy() for k in self._trainable_encoder_keys()})
+        return out
+
+    def load_trainable(self, state: Mapping[str, np.ndarray]) -> None:
+        """Load :meth:`trainable_state` from the learner (checks every key and shape)."""
+        expected = set(self.trainable_state())
+        got = set(state)
+        if got != expected:
+            raise KeyError(f"trainable state mismatch: missing={sorted(expected - got)[:5]} unexpected={sorted(got - expected)[:5]}")
+        actor = {k[6:]: torch.as_tensor(np.asarray(v)) for k, v in state.items() if k.startswith("actor.")}
+        enc = {k[8:]: torch.as_tensor(np.asarray(v)) for k, v in state.items() if k.startswith("encoder.")}
+        for name, t in list(actor.items()) + list(enc.items()):
+            if not torch.isfinite(t.float()).all():
+                raise ValueError(f"trainable state {name} holds non-finite values; refusing to load")
+        self.actor.load_state_dict(actor)
+        self.encoder.load_state_dict(enc, strict=False)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Full learner state: all networks, targets, optimisers, ``log_alpha``, counters."""
+        state = {
+            "encoder": self.encoder.state_dict(), "target_encoder": self.target_encoder.state_dict(),
+            "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(), "log_alpha": self.log_alpha.detach(),
+            "critic_optim": self.critic_optim.state_dict(), "actor_optim": self.actor_optim.state_dict(),
+            "temperature_optim": self.temperature_optim.state_dict(),
+            "num_updates": self.num_updates, "num_actor_updates": self.num_actor_updates,
+        }
+        if self.actor_target is not None:
+            state["actor_target"] = self.actor_target.state_dict()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`."""
+        for name in ("encoder", "target_encoder", "actor", "critic", "critic_target", "actor_target"):
+            module = getattr(self, name)
+            if module is not None:
+                module.load_state_dict(state[name])
+        with torch.no_grad():
+            self.log_alpha.copy_(torch.as_tensor(state["log_alpha"]))
+        self.critic_optim.load_state_dict(state["critic_optim"])
+        self.actor_optim.load_state_dict(state["actor_optim"])
+        self.temperature_optim.load_state_dict(state["temperature_optim"])
+        self.num_updates, self.num_actor_updates = int(state["num_updates"]), int(state["num_actor_updates"])
+
+    def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        """Atomic safetensors checkpoint of :meth:`state_dict` with the config and spec as JSON."""
+        meta = {"kind": "hilr-agent", "version": 1, "config": dataclasses.asdict(self.cfg),
+                "spec": {k: [list(s), d] for k, (s, d) in self.spec.items()}, **(extra or {})}
+        return save_checkpoint(path, self.state_dict(), meta)
+
+    def load(self, path: str | Path) -> dict[str, Any]:
+        """Restore a checkpoint written by :meth:`save`; returns its metadata."""
+        state, meta = load_checkpoint(path, self.device)
+        if meta.get("kind") != "hilr-agent":
+            raise CheckpointError(f"{path} is not a hilr agent checkpoint")
+        self.load_state_dict(state)
+        return meta
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, base_policy: BasePolicy | None = None, device: str | None = None) -> "Agent":
+        """Build an Agent from a checkpoint's own config and spec, then load it."""
+        from policies.checkpoint import read_metadata
+
+        meta = read_metadata(path)
+        cfg_d = dict(meta["config"])
+        cfg_d["encoder"] = {**cfg_d["encoder"], "pretrained": None}
+        if device:
+            cfg_d["device"] = device
+        agent = cls({k: (tuple(s), d) for k, (s, d) in meta["spec"].items()}, AgentConfig(**cfg_d), base_policy)
+        agent.load(path)
+        return agent

@@ -1,0 +1,342 @@
+"""Image and observation encoders (pure ``torch.nn``).
+
+Observations are flat dicts (docs/CONTRACTS.md): ``"state"`` is a ``(D,)`` float32 proprio
+vector, and every entry with ``dtype == uint8`` and ``ndim == 3`` is an ``(H, W, 3)`` camera
+image. :class:`ObservationEncoder` turns a batch of such dicts (tensors with a leading batch
+dim) into one feature vector per sample: one image encoder per camera (conv backbone,
+learned spatial embedding, bottleneck) concatenated with the state.
+
+Backbones: a small DrQ-style conv net, or a ResNet-10/18 whose pretrained weights come from
+a LOCAL safetensors file (torchvision key names); nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ObsSpec = dict[str, tuple[tuple[int, ...], str]]  # key -> (shape, numpy dtype name)
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def is_image(shape: tuple[int, ...], dtype: Any) -> bool:
+    """The contract's image test: uint8 with 3 dims ``(H, W, C)``."""
+    return np.dtype(dtype) == np.uint8 and len(shape) == 3
+
+
+def obs_spec_from_space(space: Any) -> ObsSpec:
+    """ObsSpec from a ``gymnasium.spaces.Dict`` (or a single ``Box``, keyed ``"state"``)."""
+    spaces = getattr(space, "spaces", None)
+    if spaces is None:
+        return {"state": (tuple(space.shape), np.dtype(space.dtype).name)}
+    return {k: (tuple(s.shape), np.dtype(s.dtype).name) for k, s in spaces.items()}
+
+
+def obs_spec_from_example(obs: Mapping[str, Any]) -> ObsSpec:
+    """ObsSpec from one (unbatched) observation dict of numpy arrays."""
+    return {k: (tuple(np.shape(v)), np.asarray(v).dtype.name) for k, v in obs.items()}
+
+
+def image_keys(spec: ObsSpec) -> list[str]:
+    """Sorted camera keys of an ObsSpec."""
+    return sorted(k for k, (shape, dt) in spec.items() if is_image(shape, dt))
+
+
+def random_shift(images: torch.Tensor, pad: int = 4) -> torch.Tensor:
+    """DrQ random-shift augmentation: replicate-pad by ``pad`` px, crop back at a random offset.
+
+    Args:
+        images: ``(B, C, H, W)`` float tensor.
+        pad: maximum shift in pixels.
+
+    Returns:
+        ``(B, C, H, W)``, each sample shifted by its own integer offset in ``[-pad, pad]``.
+    """
+    if pad <= 0:
+        return images
+    b, _, h, w = images.shape
+    padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
+    # Integer shifts via advanced indexing: exact pixels, no interpolation.
+    dx = torch.randint(0, 2 * pad + 1, (b,), device=images.device)
+    dy = torch.randint(0, 2 * pad + 1, (b,), device=images.device)
+    rows = (torch.arange(h, device=images.device)[None, :] + dy[:, None])  # (B, H)
+    cols = (torch.arange(w, device=images.device)[None, :] + dx[:, None])  # (B, W)
+    bidx = torch.arange(b, device=images.device)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[bidx, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+@dataclasses.dataclass
+class EncoderConfig:
+    """How images are encoded (the ``policy.encoder`` / ``learner.encoder`` config node).
+
+    Attributes:
+        backbone: ``"small_conv"``, ``"resnet10"`` or ``"resnet18"``.
+        pretrained: local safetensors file of backbone weights (torchvision key names), or None.
+        freeze_backbone: keep the backbone fixed (eval mode, no grads).
+        channels: width of the small conv net / base width of the ResNet.
+        pooling: ``"spatial_embedding"`` (hil-serl's learned spatial embedding) or ``"avg"``.
+        num_spatial_features: learned kernels of the spatial embedding.
+        latent_dim: bottleneck width per camera.
+        shared_across_cameras: one encoder for all cameras instead of one per camera.
+        augment_pad: DrQ random-shift pad in px during training (0 disables).
+        image_size: resize images to this square size first (None keeps the camera's size).
+    """
+
+    backbone: str = "small_conv"
+    pretrained: str | None = None
+    freeze_backbone: bool = False
+    channels: int = 32
+    pooling: str = "spatial_embedding"
+    num_spatial_features: int = 8
+    latent_dim: int = 64
+    shared_across_cameras: bool = False
+    augment_pad: int = 4
+    image_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.backbone not in ("small_conv", "resnet10", "resnet18"):
+            raise ValueError(f"unknown backbone {self.backbone!r}")
+        if self.pooling not in ("spatial_embedding", "avg"):
+            raise ValueError(f"unknown pooling {self.pooling!r}")
+        if self.pretrained is not None and self.backbone == "small_conv":
+            raise ValueError("pretrained weights are only supported for resnet backbones")
+
+
+class SmallConvEncoder(nn.Module):
+    """DrQ-style conv net: one stride-2 and three stride-1 3x3 convs with ReLU.
+
+    Input ``(B, 3, H, W)`` in [0, 1]; output ``(B, channels, H', W')``.
+    """
+
+    def __init__(self, in_channels: int = 3, channels: int = 32) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, channels, 3, stride=2), nn.ReLU()]
+        for _ in range(3):
+            layers += [nn.Conv2d(channels, channels, 3, stride=1), nn.ReLU()]
+        self.net = nn.Sequential(*layers)
+        self.out_channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Features ``(B, C, H', W')`` of images ``(B, 3, H, W)``."""
+        return self.net(x - 0.5)
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        idt = x if self.downsample is None else self.downsample(x)
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + idt)
+
+
+class ResNetEncoder(nn.Module):
+    """ResNet-10 (blocks 1,1,1,1) or ResNet-18 (2,2,2,2) trunk without the classifier head.
+
+    Parameter names follow torchvision (``conv1``, ``bn1``, ``layer1.0.conv1``, ...), so
+    torchvision's ImageNet weights load once converted to safetensors. Input ``(B, 3, H, W)``
+    in [0, 1] (ImageNet-normalised inside); output ``(B, 8*width, H/32, W/32)``.
+
+    Args:
+        depth: 10 or 18.
+        width: channels of the first stage (64 for the standard nets).
+        pretrained: local safetensors file with backbone weights; never downloaded.
+    """
+
+    def __init__(self, depth: int = 18, width: int = 64, pretrained: str | None = None) -> None:
+        super().__init__()
+        blocks = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2)}[depth]
+        self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        cin = width
+        for i, n in enumerate(blocks):
+            cout = width * 2**i
+            stage = [_BasicBlock(cin if j == 0 else cout, cout, 2 if (i > 0 and j == 0) else 1) for j in range(n)]
+            setattr(self, f"layer{i + 1}", nn.Sequential(*stage))
+            cin = cout
+        self.out_channels = cin
+        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        if pretrained:
+            self.load_local_weights(pretrained)
+
+    def load_local_weights(self, path: str) -> None:
+        """Load backbone weights from a local safetensors file; ``fc.*`` keys are ignored."""
+        from safetensors.torch import load_file
+
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise FileNotFoundError(
+                f"pretrained backbone weights {p} not found; hilr never downloads weights: "
+                "convert torchvision's resnet weights to safetensors once and point "
+                "encoder.pretrained at the file, or set encoder.pretrained=null"
+            )
+        state = {k: v for k, v in load_file(str(p)).items() if not k.startswith("fc.")}
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"weights {p} do not fit this ResNet: missing={missing[:5]} unexpected={unexpected[:5]}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Feature map ``(B, C, h, w)`` of images ``(B, 3, H, W)`` in [0, 1]."""
+        x = (x - self.mean) / self.std
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+class SpatialEmbedding(nn.Module):
+    """hil-serl's learned spatial embedding: per-channel learned spatial kernels.
+
+    ``out[b, c, k] = sum_{h,w} x[b, c, h, w] * kernel[c, h, w, k]``, flattened to
+    ``(B, C*K)``.
+    """
+
+    def __init__(self, channels: int, height: int, width: int, num_features: int = 8) -> None:
+        super().__init__()
+        self.kernel = nn.Parameter(torch.empty(channels, height * width, num_features))
+        nn.init.xavier_uniform_(self.kernel.view(channels, -1))
+        self.out_dim = channels * num_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` -> ``(B, C*K)``."""
+        b, c = x.shape[:2]
+        return torch.einsum("bcp,cpk->bck", x.reshape(b, c, -1), self.kernel).reshape(b, -1)
+
+
+class ImageEncoder(nn.Module):
+    """One camera: backbone -> pooling -> Linear -> LayerNorm -> tanh, ``latent_dim`` features.
+
+    Args:
+        cfg: the encoder config.
+        image_shape: ``(H, W, C)`` of this camera's uint8 images.
+    """
+
+    def __init__(self, cfg: EncoderConfig, image_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.cfg = cfg
+        h, w, c = image_shape
+        if cfg.image_size:
+            h = w = cfg.image_size
+        if cfg.backbone == "small_conv":
+            self.backbone: nn.Module = SmallConvEncoder(c, cfg.channels)
+        else:
+            self.backbone = ResNetEncoder(int(cfg.backbone[6:]), cfg.channels, cfg.pretrained)
+        with torch.no_grad():
+            fh, fw = self.backbone(torch.zeros(1, c, h, w)).shape[-2:]
+        ch = self.backbone.out_channels
+        if cfg.pooling == "spatial_embedding":
+            self.pool: nn.Module = SpatialEmbedding(ch, fh, fw, cfg.num_spatial_features)
+            pooled = self.pool.out_dim
+        else:
+            self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            pooled = ch
+        self.head = nn.Sequential(nn.Linear(pooled, cfg.latent_dim), nn.LayerNorm(cfg.latent_dim), nn.Tanh())
+        if cfg.freeze_backbone:
+            for p in self.backbone.parameters():
+                p.requires_grad_(False)
+        self.out_dim = cfg.latent_dim
+
+    def train(self, mode: bool = True) -> "ImageEncoder":
+        """Train mode, except a frozen backbone stays in eval (BatchNorm statistics fixed)."""
+        super().train(mode)
+        if self.cfg.freeze_backbone:
+            self.backbone.eval()
+        return self
+
+    def forward(self, images: torch.Tensor, augment: bool = False) -> torch.Tensor:
+        """``(B, H, W, 3)`` uint8 (or float in [0, 255]) -> ``(B, latent_dim)`` features."""
+        x = images.permute(0, 3, 1, 2).float() / 255.0
+        if self.cfg.image_size and x.shape[-1] != self.cfg.image_size:
+            x = F.interpolate(x, size=(self.cfg.image_size,) * 2, mode="bilinear", align_corners=False)
+        if augment:
+            x = random_shift(x, self.cfg.augment_pad)
+        if self.cfg.freeze_backbone:
+            with torch.no_grad():
+                feat = self.backbone(x)
+        else:
+            feat = self.backbone(x)
+        return self.head(self.pool(feat))
+
+
+class ObservationEncoder(nn.Module):
+    """Obs dict -> features: ``[state, image features of each camera (sorted by name)]``.
+
+    Args:
+        spec: observation layout (see :func:`obs_spec_from_space`).
+        cfg: image encoder config (unused when there are no cameras).
+        use_state: include ``obs["state"]`` in the features.
+    """
+
+    def __init__(self, spec: ObsSpec, cfg: EncoderConfig | None = None, use_state: bool = True) -> None:
+        super().__init__()
+        self.cfg = cfg or EncoderConfig()
+        self.spec = dict(spec)
+        self.image_keys = image_keys(spec)
+        self.use_state = use_state and "state" in spec
+        self.state_dim = int(np.prod(spec["state"][0])) if self.use_state else 0
+        self.encoders = nn.ModuleDict()
+        if self.image_keys:
+            if self.cfg.shared_across_cameras:
+                self.encoders["shared"] = ImageEncoder(self.cfg, spec[self.image_keys[0]][0])
+            else:
+                for k in self.image_keys:
+                    self.encoders[k] = ImageEncoder(self.cfg, spec[k][0])
+        self.out_dim = self.state_dim + len(self.image_keys) * (self.cfg.latent_dim if self.image_keys else 0)
+        if self.out_dim == 0:
+            raise ValueError(f"observation spec {spec} has neither 'state' nor camera images")
+
+    def encoder_for(self, key: str) -> ImageEncoder:
+        """The image encoder used for camera ``key``."""
+        return self.encoders["shared" if self.cfg.shared_across_cameras else key]
+
+    def forward(self, obs: Mapping[str, torch.Tensor], augment: bool = False) -> torch.Tensor:
+        """Batched obs dict (``state`` ``(B, D)`` float, images ``(B, H, W, 3)`` uint8) -> ``(B, out_dim)``."""
+        parts = []
+        if self.use_state:
+            parts.append(obs["state"].float().reshape(obs["state"].shape[0], -1))
+        for k in self.image_keys:
+            parts.append(self.encoder_for(k)(obs[k], augment=augment))
+        return torch.cat(parts, dim=-1)
+
+
+def obs_to_tensors(obs: Mapping[str, Any], device: str | torch.device = "cpu", batched: bool = False) -> dict[str, torch.Tensor]:
+    """numpy obs dict -> torch dict on ``device`` (adds a batch dim unless ``batched``).
+
+    Images stay uint8 (4x less host->device traffic); the encoder converts them.
+    """
+    out = {}
+    for k, v in obs.items():
+        t = torch.as_tensor(np.asarray(v), device=device)
+        out[k] = t if batched else t.unsqueeze(0)
+    return out
+
+
+def mlp(in_dim: int, hidden: list[int] | tuple[int, ...], out_dim: int, layer_norm: bool = True,
+        activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
+    """Plain MLP: ``[Linear -> (LayerNorm) -> activation] * len(hidden) -> Linear``."""
+    layers: list[nn.Module] = []
+    d = in_dim
+    for h in hidden:
+        layers.append(nn.Linear(d, h))
+        if layer_norm:
+            layers.append(nn.LayerNorm(h))
+        layers.append(activation())
+        d = h
+    layers.append(nn.Linear(d, out_dim))
+    return nn.Sequential(*layers)
