@@ -1,0 +1,255 @@
+"""``RobotEnv``: a gymnasium env composing an ``Arm``, named ``Camera``s and a task.
+
+Observation (``gymnasium.spaces.Dict``):
+    ``state``: (20,) float32 proprio, base frame, laid out as ``STATE_LAYOUT``:
+        ``ee_pos`` [0:3] TCP position, m; ``ee_quat`` [3:7] TCP orientation, xyzw, sign
+        chosen so that its dot product with the task's ``home_quat`` is >= 0 (continuous
+        within the safety cone); ``gripper`` [7] opening, 0 = closed .. 1 = open;
+        ``ee_twist`` [8:14] m/s and rad/s; ``wrench`` [14:20] N and N·m (zeros when the
+        arm has no force sensing).
+    ``<camera name>``: (H, W, 3) uint8 RGB per camera, H x W = ``task.image_size``.
+Action: ``Box(-1, 1, (7,), float32)`` = ``[dx, dy, dz, drx, dry, drz, gripper]``: the TCP
+    target is the *observed* TCP pose moved by ``a[:3] * max_translation`` metres and
+    rotated by the rotation vector ``a[3:6] * max_rotation`` radians about base axes
+    (composed as a rotation, ``exp(rv) ⊗ q``); gripper absolute, -1 open .. +1 closed.
+
+Timing: in ``realtime`` mode each step ends at the absolute deadline
+``t_start + (i + 1) * dt`` (``time.monotonic()``); late steps count as overruns in
+``info["control_overruns"]``. ``free_running`` (sim only) steps physics by ``dt`` and
+returns at once. Before acting, the env reads a fresh state and raises
+``StaleDataError`` if it is older than ``max_state_age_s``: it never acts on old data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from robot_env.geometry import apply_rotvec, quat_normalize
+from robot_env.hardware import Arm, ArmState, Camera, StaleDataError
+from robot_env.task import SuccessSource, TaskConfig
+
+STATE_LAYOUT = {
+    "ee_pos": slice(0, 3),
+    "ee_quat": slice(3, 7),
+    "gripper": slice(7, 8),
+    "ee_twist": slice(8, 14),
+    "wrench": slice(14, 20),
+}
+STATE_DIM = 20
+
+
+class InvalidActionError(ValueError):
+    """An action with the wrong shape or a NaN/inf entry: refused, never sent to the arm."""
+
+
+def check_action(action: Any) -> np.ndarray:
+    """``action`` as a (7,) float32 array, or ``InvalidActionError`` saying what is wrong."""
+    try:
+        arr = np.asarray(action, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InvalidActionError(f"action is not numeric: {action!r}") from exc
+    if arr.shape != (7,):
+        raise InvalidActionError(f"action must have shape (7,), got {arr.shape}")
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        raise InvalidActionError(
+            f"action has non-finite entries at indices {bad.tolist()} ({arr.tolist()}); "
+            "refused, nothing was sent to the arm")
+    return arr
+
+
+@dataclasses.dataclass
+class ControlConfig:
+    """How the env keeps time.
+
+    Attributes:
+        mode: ``realtime`` (absolute deadlines at ``task.control_hz``) or
+            ``free_running`` (sim only: step physics by dt as fast as possible).
+        max_state_age_s: a state older than this raises ``StaleDataError``, seconds;
+            None disables the check (free-running sim, where wall time means nothing).
+        max_frame_age_s: same for camera frames, seconds; None disables.
+    """
+
+    mode: str = "free_running"
+    max_state_age_s: float | None = None
+    max_frame_age_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("realtime", "free_running"):
+            raise ValueError(f"control.mode must be 'realtime' or 'free_running', got {self.mode!r}")
+
+
+def quat_sign_aligned(q: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``q`` or ``-q`` (same rotation), whichever has a non-negative dot with ``reference``."""
+    q = quat_normalize(q)
+    return -q if float(np.dot(q, reference)) < 0 else q
+
+
+class RobotEnv(gym.Env):
+    """Fixed-rate Cartesian control of one arm with cameras, for one task.
+
+    Args:
+        arm: a connected-or-not ``Arm`` (connected here).
+        cameras: name -> ``Camera``; names become observation keys.
+        task: limits and timing.
+        success: where success and privileged task state come from.
+        control: timing mode and staleness limits.
+        world: the ``SimWorld`` to step in process (sim only), else None.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(self, arm: Arm, cameras: dict[str, Camera], task: TaskConfig,
+                 success: SuccessSource, control: ControlConfig | None = None,
+                 world: Any | None = None, render_mode: str | None = None) -> None:
+        self.arm, self.cameras, self.task = arm, dict(cameras), task
+        self.success_source, self.control = success, control or ControlConfig()
+        self.world, self.render_mode = world, render_mode
+        if self.control.mode == "free_running" and world is None:
+            raise ValueError("control.mode=free_running needs a sim world; use realtime on hardware")
+        self.dt = task.dt
+        self.metadata = {**self.metadata, "render_fps": task.control_hz}
+        self._home_quat = quat_normalize(np.asarray(task.home_quat))
+        h, w = task.image_size
+        spaces = {"state": gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)}
+        for name in self.cameras:
+            spaces[name] = gym.spaces.Box(0, 255, (h, w, 3), np.uint8)
+        self.observation_space = gym.spaces.Dict(spaces)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (7,), np.float32)
+        self._last_state: ArmState | None = None
+        self._step_index = 0
+        self._overruns = 0
+        self._t_start = time.monotonic()
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Reset the scene (sim) or move home (hardware); start the control clock."""
+        super().reset(seed=seed)
+        self._connect()
+        if self.world is not None:
+            self.world.reset(seed=int(self.np_random.integers(2**31)) if seed is None else seed)
+        else:
+            self.arm.move_home()
+        self.success_source.reset()
+        self._step_index, self._overruns = 0, 0
+        obs = self._observe()
+        self._t_start = time.monotonic()
+        info = self._info(obs, success=False, lateness=0.0)
+        return obs, info
+
+    def step(self, action):
+        """Act for one control period; see the module docstring for the action."""
+        action = np.clip(check_action(action), -1.0, 1.0)
+        if self._last_state is None:
+            raise RuntimeError("call reset() before step()")
+        self._fresh_state()  # raises StaleDataError: never act on old data
+        target_pos, target_quat = self.action_to_target(action, self._last_state)
+        self.arm.command_pose(target_pos, target_quat)
+        self.arm.command_gripper(float((1.0 - action[6]) / 2.0 * self.arm.gripper_max_width))
+        if self.world is not None:
+            self.world.step(self.dt)
+        lateness = self._wait_for_deadline()
+        self._step_index += 1
+        obs = self._observe()
+        success = bool(self.success_source.success(obs))
+        failed = bool(self.success_source.failure(obs))
+        info = self._info(obs, success=success, lateness=lateness)
+        info["ee_target"] = np.concatenate([target_pos, target_quat]).astype(np.float32)
+        info["failure"] = failed
+        return obs, float(success), success or failed, False, info
+
+    def render(self):
+        """Front camera (or the first camera) as (H, W, 3) uint8, sim renders 256x256."""
+        if self.world is not None:
+            return self.world.render("front", 256, 256)
+        if self.cameras:
+            return next(iter(self.cameras.values())).read().color
+        return None
+
+    def close(self) -> None:
+        """Disconnect devices and free the sim renderers."""
+        for cam in self.cameras.values():
+            cam.disconnect()
+        self.arm.disconnect()
+        if self.world is not None:
+            self.world.close()
+
+    # ----------------------------------------------------------------- helpers
+    def action_to_target(self, action: np.ndarray, state: ArmState) -> tuple[np.ndarray, np.ndarray]:
+        """TCP target (pos m, quat xyzw; base frame) for ``action`` from ``state``'s pose."""
+        pos = np.asarray(state.ee_pos, dtype=np.float64) + action[:3] * self.task.max_translation
+        quat = apply_rotvec(state.ee_quat, action[3:6].astype(np.float64) * self.task.max_rotation)
+        return pos, quat
+
+    def state_vector(self, state: ArmState) -> np.ndarray:
+        """The (20,) float32 ``state`` observation of an ``ArmState`` (``STATE_LAYOUT``)."""
+        wrench = np.zeros(6) if state.wrench is None else state.wrench
+        return np.concatenate([
+            state.ee_pos, quat_sign_aligned(state.ee_quat, self._home_quat),
+            [np.clip(state.gripper_width / self.arm.gripper_max_width, 0.0, 1.0)],
+            state.ee_twist, wrench]).astype(np.float32)
+
+    def _connect(self) -> None:
+        if not self.arm.is_connected:
+            self.arm.connect()
+        for cam in self.cameras.values():
+            if not cam.is_connected:
+                cam.connect()
+
+    def _fresh_state(self) -> ArmState:
+        state = self.arm.read_state()
+        max_age = self.control.max_state_age_s
+        age = time.monotonic() - state.stamp
+        if max_age is not None and age > max_age:
+            raise StaleDataError(f"arm state is {age * 1e3:.0f} ms old (max {max_age * 1e3:.0f} ms); "
+                                 "refusing to act on it")
+        return state
+
+    def _observe(self) -> dict[str, np.ndarray]:
+        state = self._fresh_state()
+        self._last_state = state
+        obs = {"state": self.state_vector(state)}
+        h, w = self.task.image_size
+        for name, cam in self.cameras.items():
+            frame = cam.read()
+            age = time.monotonic() - frame.stamp
+            if self.control.max_frame_age_s is not None and age > self.control.max_frame_age_s:
+                raise StaleDataError(f"camera {name!r} frame is {age * 1e3:.0f} ms old")
+            img = frame.color
+            if img.shape[:2] != (h, w):
+                import cv2
+
+                img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+            obs[name] = np.ascontiguousarray(img, dtype=np.uint8)
+        return obs
+
+    def _wait_for_deadline(self) -> float:
+        """Sleep to ``t_start + (i + 1) * dt`` (realtime); return lateness, seconds."""
+        if self.control.mode != "realtime":
+            return 0.0
+        deadline = self._t_start + (self._step_index + 1) * self.dt
+        now = time.monotonic()
+        if now <= deadline:
+            time.sleep(deadline - now)
+            return 0.0
+        self._overruns += 1
+        lateness = now - deadline
+        if lateness > self.dt:  # far behind: re-anchor instead of bursting to catch up
+            self._t_start = now - (self._step_index + 1) * self.dt
+        return lateness
+
+    def _info(self, obs: dict[str, np.ndarray], success: bool, lateness: float) -> dict[str, Any]:
+        return {
+            "success": success,
+            "is_success": success,
+            "task_state": self.success_source.task_state(),
+            "safety_clipped": False,
+            "control_overruns": self._overruns,
+            "control_lateness_s": lateness,
+            "step": self._step_index,
+        }

@@ -1,0 +1,115 @@
+"""``make_env(cfg)``: the env, its devices and its safety wrappers, from plain config.
+
+``cfg`` is a mapping (a hydra node or a dict) with keys:
+
+* ``robot``: ``{"type": <ARMS name>, ...its config}``; ``mujoco`` builds the sim world.
+  Default ``{"type": "mujoco"}``.
+* ``camera``: ``{<obs key>: {"type": <CAMERAS name>, ...}}``, empty/None for no cameras.
+  A camera's ``height``/``width`` default to ``task.image_size``.
+* ``task``: ``TaskConfig`` fields; ``name`` picks the task and, for a sim task, its
+  defaults, which the other keys override. Default ``{"name": "pick_cube"}``.
+* ``control`` (optional): ``ControlConfig`` fields (``mode``, ``max_state_age_s``,
+  ``max_frame_age_s``). Default free-running in sim, realtime otherwise.
+* ``safety`` (optional): overrides of the task's limits (``workspace_low``,
+  ``workspace_high``, ``max_angle_from_home``, ``max_step_translation``,
+  ``max_step_rotation``).
+* ``time_limit`` (optional, bool, default True): wrap in ``TimeLimit(task.episode_steps)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium as gym
+
+from robot_env.env import ControlConfig, RobotEnv
+from robot_env.hardware import ARMS, CAMERAS
+from robot_env.registry import config_from_dict
+from robot_env.task import NoSuccess, SuccessSource, TaskConfig
+from robot_env.wrappers import RejectNonFiniteAction, SafetyClip
+
+_SAFETY_KEYS = ("workspace_low", "workspace_high", "max_angle_from_home",
+                "max_step_translation", "max_step_rotation")
+
+
+def _plain(cfg: Any) -> Any:
+    try:
+        from omegaconf import OmegaConf
+
+        if OmegaConf.is_config(cfg):
+            return OmegaConf.to_container(cfg, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(cfg, Mapping):
+        return {k: _plain(v) for k, v in cfg.items()}
+    return cfg
+
+
+def task_config(task: Mapping[str, Any] | None, safety: Mapping[str, Any] | None = None) -> TaskConfig:
+    """``TaskConfig`` from a ``task`` mapping: the named sim task's defaults, overridden."""
+    values = dict(task or {})
+    name = values.get("name", "pick_cube")
+    from robot_env.sim.tasks import SIM_TASKS
+
+    base = SIM_TASKS.entry(name)[1].DEFAULTS if name in SIM_TASKS.names() else TaskConfig(name=name)
+    unknown = sorted(set(safety or {}) - set(_SAFETY_KEYS))
+    if unknown:
+        raise ValueError(f"unknown safety key(s) {unknown}; valid: {list(_SAFETY_KEYS)}")
+    merged = {**dataclasses.asdict(base), **values, **dict(safety or {})}
+    return config_from_dict(TaskConfig, merged)
+
+
+def make_env(cfg: Mapping[str, Any] | None = None, *, success: SuccessSource | None = None,
+             render_mode: str | None = None) -> gym.Env:
+    """Build the wrapped env described by ``cfg`` (see the module docstring).
+
+    Args:
+        cfg: the config mapping.
+        success: override the success source (e.g. a reward classifier, or a ROS2 task
+            state feed); default: sim state for a sim robot, ``NoSuccess`` otherwise.
+        render_mode: ``"rgb_array"`` or None.
+
+    Returns:
+        ``TimeLimit(RejectNonFiniteAction(SafetyClip(RobotEnv)))``, not yet reset.
+    """
+    cfg = _plain(cfg or {})
+    task = task_config(cfg.get("task"), cfg.get("safety"))
+    robot = dict(cfg.get("robot") or {"type": "mujoco"})
+    world = None
+    if robot.get("type") == "mujoco":
+        from robot_env.sim import SimWorld
+        from robot_env.sim.devices import SimSuccess
+
+        arm_cfg = ARMS.config(robot)
+        world = SimWorld(task, arm_cfg.world_config())
+        arm = ARMS.make(arm_cfg, world=world)
+        success = success or SimSuccess(world)
+    else:
+        arm = ARMS.make(robot)
+        success = success or NoSuccess()
+    cameras = {}
+    for name, spec in (cfg.get("camera") or {}).items():
+        spec = dict(spec)
+        if spec.get("type") == "mujoco":
+            if world is None:
+                raise ValueError(f"camera {name!r} is a sim camera but the robot is not the sim")
+            spec.setdefault("camera", name)
+            spec.setdefault("height", task.image_size[0])
+            spec.setdefault("width", task.image_size[1])
+            cameras[name] = CAMERAS.make(spec, world=world)
+        else:
+            cameras[name] = CAMERAS.make(spec)
+    default_mode = "free_running" if world is not None else "realtime"
+    control_values = {"mode": default_mode, **(cfg.get("control") or {})}
+    if control_values["mode"] == "realtime":
+        control_values.setdefault("max_state_age_s", 2.5 * task.dt)
+        control_values.setdefault("max_frame_age_s", 2.5 * task.dt)
+    control = config_from_dict(ControlConfig, control_values)
+    env: gym.Env = RobotEnv(arm, cameras, task, success, control, world=world, render_mode=render_mode)
+    env = SafetyClip(env)
+    env = RejectNonFiniteAction(env)
+    if cfg.get("time_limit", True):
+        env = gym.wrappers.TimeLimit(env, max_episode_steps=task.episode_steps)
+    return env

@@ -1,0 +1,326 @@
+"""``SimWorld``: one MuJoCo model and its state, with a small API for arm, task and cameras.
+
+This is the single owner of the physics. The in-process env drives it through
+``MujocoArm``/``MujocoCamera``; the ROS2 sim-robot node wraps the same API:
+
+    world = SimWorld(default_task_config("pick_cube"))
+    world.reset(seed=0)                     # arm to a random home pose, objects placed
+    world.set_ee_target(pos, quat_xyzw)     # TCP pose target, metres / xyzw, base frame
+    world.set_gripper(width)                # metres, 0 = closed
+    world.step(0.1)                         # advance physics by 0.1 s of sim time
+    state = world.arm_state()               # robot_env.hardware.ArmState
+    rgb = world.render("front", 128, 128)   # (128, 128, 3) uint8
+    world.task_state(); world.success(); world.failure()
+
+Frames: the base frame is MuJoCo's world frame (robot base at the origin, table top at
+z = 0). The TCP is gym-hil's ``pinch`` site between the fingertips; its z axis points
+out of the gripper. Not thread-safe: call it from one thread (rendering needs the thread
+that created the GL context).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import mujoco
+import numpy as np
+
+from robot_env.geometry import (
+    apply_rotvec, matrix_to_quat, quat_conj, quat_error_rotvec, quat_mul, quat_normalize,
+    quat_to_matrix, quat_wxyz_to_xyzw, quat_xyzw_to_wxyz, slerp,
+)
+from robot_env.hardware import ArmState
+from robot_env.sim.scene import panda_xml, scene_xml
+from robot_env.sim.tasks import default_task_config, make_sim_task
+from robot_env.task import TaskConfig
+
+#: A comfortable joint configuration with the gripper pointing down (gym-hil's home).
+PANDA_HOME_JOINTS = np.array([0.0, 0.195, 0.0, -2.43, 0.0, 2.62, 0.785])
+#: Largest opening of the Robotiq 2F-85, metres.
+GRIPPER_MAX_WIDTH = 0.085
+
+
+@dataclasses.dataclass
+class SimWorldConfig:
+    """Physics settings of the sim world (the hydra ``robot=sim`` group holds them).
+
+    Attributes:
+        timestep: physics step, seconds.
+        weld_solref: (time constant s, damping ratio) of the TCP-target weld: larger is
+            softer (more compliant in contact, slower to track).
+        interp_chunks: the TCP target moves from its old to its new pose in this many
+            equal steps (linear + slerp) within each ``step`` call, so a jump of the
+            target never jerks the arm.
+        posture_gain: joint-space pull toward the home joints, N·m/rad (keeps the
+            redundant elbow from drifting).
+        offscreen_width: largest render width, pixels.
+        offscreen_height: largest render height, pixels.
+    """
+
+    timestep: float = 0.002
+    weld_solref: tuple = (0.02, 1.0)
+    interp_chunks: int = 5
+    posture_gain: float = 2.0
+    offscreen_width: int = 640
+    offscreen_height: int = 480
+
+    def __post_init__(self) -> None:
+        self.weld_solref = tuple(float(v) for v in self.weld_solref)
+        if not 0 < self.timestep <= 0.01:
+            raise ValueError(f"timestep must be in (0, 0.01] s, got {self.timestep}")
+        if self.interp_chunks < 1:
+            raise ValueError(f"interp_chunks must be >= 1, got {self.interp_chunks}")
+
+
+class SimWorld:
+    """The Panda, a table, the task's objects and two cameras (``front``, ``wrist``).
+
+    Args:
+        task: a ``TaskConfig`` or a sim task name (its defaults are used).
+        config: physics settings.
+    """
+
+    def __init__(self, task: TaskConfig | str = "pick_cube", config: SimWorldConfig | None = None):
+        self.task_config = default_task_config(task) if isinstance(task, str) else task
+        self.config = config or SimWorldConfig()
+        self.task = make_sim_task(self.task_config)
+        xml = scene_xml(self.task.worldbody_xml(), self.config.timestep, self.config.weld_solref,
+                        (self.config.offscreen_width, self.config.offscreen_height))
+        self.model = mujoco.MjModel.from_xml_string(
+            xml, {"panda_hilr.xml": panda_xml(self.task.tool_xml()).encode()})
+        self.data = mujoco.MjData(self.model)
+        m = self.model
+        self.model.body_gravcomp[:] = 1.0  # the arm's own controller compensates gravity
+        for name in ("cube",):  # ...but not for free objects
+            if mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, name) >= 0:
+                self.model.body_gravcomp[m.body(name).id] = 0.0
+        self._arm_qadr = np.array([m.jnt_qposadr[m.joint(f"joint{i}").id] for i in range(1, 8)])
+        self._arm_dadr = np.array([m.jnt_dofadr[m.joint(f"joint{i}").id] for i in range(1, 8)])
+        self._arm_range = np.array([m.jnt_range[m.joint(f"joint{i}").id] for i in range(1, 8)])
+        self._arm_act = np.array([m.actuator(f"actuator{i}").id for i in range(1, 8)])
+        self._grip_act = m.actuator("fingers_actuator").id
+        self._tcp = m.site("pinch").id
+        self._flange = m.body("attachment").id
+        self._mocap = m.body("ee_target").mocapid[0]
+        self._pads = (m.geom("left_pad1").id, m.geom("right_pad1").id)
+        self._sensor = {n: m.sensor(n).adr[0] for n in (
+            "2f85/pinch_vel", "2f85/pinch_angvel", "panda/wrist_force", "hilr/wrist_torque")}
+        self.task.bind(m)
+        self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+        self._rng = np.random.default_rng()
+        self.stamp = time.monotonic()  # when the physics state last changed
+        # Fixed flange->TCP transform, for turning TCP targets into flange (mocap) targets.
+        self.data.qpos[self._arm_qadr] = PANDA_HOME_JOINTS
+        mujoco.mj_forward(m, self.data)
+        r_flange = self.data.xmat[self._flange].reshape(3, 3)
+        r_tcp = self.data.site_xmat[self._tcp].reshape(3, 3)
+        self._tcp_in_flange_pos = r_flange.T @ (self.data.site_xpos[self._tcp] - self.data.xpos[self._flange])
+        self._tcp_in_flange_quat = matrix_to_quat(r_flange.T @ r_tcp)
+        self._target_pos = self.tcp_pos()
+        self._target_quat = self.tcp_quat()
+        self._gripper_width = GRIPPER_MAX_WIDTH
+        self._width_calibration = self._calibrate_gripper()
+        self.reset(seed=0)
+
+    # ------------------------------------------------------------------ lifecycle
+    def reset(self, seed: int | None = None) -> None:
+        """New episode: arm to the task's home pose plus noise, objects re-placed.
+
+        Args:
+            seed: seeds this world's random generator (None continues the stream).
+        """
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        tc, m, d = self.task_config, self.model, self.data
+        mujoco.mj_resetData(m, d)
+        pos = np.asarray(tc.home_pos) + self._rng.uniform(-1, 1, 3) * np.asarray(tc.reset_pos_noise)
+        quat = apply_rotvec(np.asarray(tc.home_quat), [0, 0, self._rng.uniform(-1, 1) * tc.reset_yaw_noise])
+        d.qpos[self._arm_qadr] = self._solve_ik(pos, quat)
+        width = self.task.reset_gripper_width
+        self._gripper_width = GRIPPER_MAX_WIDTH if width is None else width
+        self._set_gripper_ctrl(self._gripper_width)
+        self._set_qpos_gripper_open()
+        mujoco.mj_forward(m, d)
+        self._target_pos, self._target_quat = self.tcp_pos(), self.tcp_quat()
+        self._set_mocap(self._target_pos, self._target_quat)
+        self.task.reset(self, self._rng)
+        mujoco.mj_forward(m, d)
+        self._settle(0.3)
+        self.stamp = time.monotonic()
+
+    def close(self) -> None:
+        """Free the renderers' GL contexts."""
+        for r in self._renderers.values():
+            r.close()
+        self._renderers.clear()
+
+    # ------------------------------------------------------------------- commands
+    def set_ee_target(self, pos: np.ndarray, quat: np.ndarray) -> None:
+        """TCP pose target: position (3,) metres, quaternion (4,) xyzw, base frame."""
+        pos, quat = np.asarray(pos, dtype=np.float64), np.asarray(quat, dtype=np.float64)
+        if pos.shape != (3,) or quat.shape != (4,) or not (np.all(np.isfinite(pos)) and np.all(np.isfinite(quat))):
+            raise ValueError(f"bad TCP target pos={pos} quat={quat}")
+        self._target_pos, self._target_quat = pos.copy(), quat_normalize(quat)
+
+    def set_gripper(self, width: float) -> None:
+        """Gripper opening target, metres (0 = closed, clipped to the task's minimum)."""
+        if not np.isfinite(width):
+            raise ValueError(f"bad gripper width {width}")
+        self._gripper_width = float(np.clip(width, self.task.min_gripper_width, GRIPPER_MAX_WIDTH))
+
+    def step(self, duration: float) -> None:
+        """Advance physics by ``duration`` seconds (rounded to whole timesteps, >= 1).
+
+        The mocap target walks from where it is to the commanded TCP target in
+        ``interp_chunks`` steps; the gripper and a weak posture torque are applied.
+        """
+        m, d = self.model, self.data
+        n = max(1, int(round(duration / m.opt.timestep)))
+        chunks = min(self.config.interp_chunks, n)
+        start_pos, start_quat = self._mocap_tcp_pose()
+        self._set_gripper_ctrl(self._gripper_width)
+        done = 0
+        for k in range(1, chunks + 1):
+            frac = k / chunks
+            self._set_mocap(start_pos + frac * (self._target_pos - start_pos),
+                            slerp(start_quat, self._target_quat, frac))
+            q_err = PANDA_HOME_JOINTS - d.qpos[self._arm_qadr]
+            d.ctrl[self._arm_act] = self.config.posture_gain * q_err - 0.5 * d.qvel[self._arm_dadr]
+            steps = round(n * frac) - done
+            mujoco.mj_step(m, d, nstep=steps)
+            done += steps
+        self.stamp = time.monotonic()
+
+    @property
+    def time(self) -> float:
+        """Simulated time since reset, seconds."""
+        return float(self.data.time)
+
+    # ---------------------------------------------------------------------- state
+    def tcp_pos(self) -> np.ndarray:
+        """(3,) TCP position, metres, base frame."""
+        return self.data.site_xpos[self._tcp].copy()
+
+    def tcp_quat(self) -> np.ndarray:
+        """(4,) TCP orientation, xyzw, base frame."""
+        return matrix_to_quat(self.data.site_xmat[self._tcp].reshape(3, 3))
+
+    def ee_target(self) -> tuple[np.ndarray, np.ndarray]:
+        """The commanded TCP target (position, xyzw quaternion)."""
+        return self._target_pos.copy(), self._target_quat.copy()
+
+    def gripper_width(self) -> float:
+        """Measured opening between the finger pads, metres."""
+        return self._measured_width()
+
+    def arm_state(self) -> ArmState:
+        """The arm's current state, stamped with when physics last advanced."""
+        d, s = self.data, self._sensor
+        r_site = d.site_xmat[self.model.site("attachment_site").id].reshape(3, 3)
+        force = r_site @ d.sensordata[s["panda/wrist_force"]:s["panda/wrist_force"] + 3]
+        torque = r_site @ d.sensordata[s["hilr/wrist_torque"]:s["hilr/wrist_torque"] + 3]
+        twist = np.concatenate([d.sensordata[s["2f85/pinch_vel"]:s["2f85/pinch_vel"] + 3],
+                                d.sensordata[s["2f85/pinch_angvel"]:s["2f85/pinch_angvel"] + 3]])
+        return ArmState(stamp=self.stamp, ee_pos=self.tcp_pos(), ee_quat=self.tcp_quat(),
+                        joint_pos=d.qpos[self._arm_qadr].copy(), ee_twist=twist,
+                        gripper_width=self._measured_width(),
+                        wrench=np.concatenate([force, torque]))
+
+    def task_state(self) -> dict[str, np.ndarray]:
+        """Privileged task state (object poses), float64 arrays, base frame."""
+        return self.task.task_state(self)
+
+    def success(self) -> bool:
+        """Whether the task is solved now."""
+        return self.task.success(self)
+
+    def failure(self) -> bool:
+        """Whether the episode cannot succeed any more (object lost)."""
+        return self.task.failure(self)
+
+    # ------------------------------------------------------------------ rendering
+    def render(self, camera: str, height: int, width: int) -> np.ndarray:
+        """Render camera ``camera`` (``front`` or ``wrist``) to (height, width, 3) uint8 RGB.
+
+        Shadows, reflections, skybox and MSAA are off: this runs on software EGL.
+        """
+        key = (height, width)
+        renderer = self._renderers.get(key)
+        if renderer is None:
+            renderer = mujoco.Renderer(self.model, height=height, width=width)
+            for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION,
+                         mujoco.mjtRndFlag.mjRND_SKYBOX):
+                renderer.scene.flags[flag] = 0
+            self._renderers[key] = renderer
+        renderer.update_scene(self.data, camera=camera)
+        return renderer.render()
+
+    # ------------------------------------------------------------------- internals
+    def _set_mocap(self, tcp_pos: np.ndarray, tcp_quat: np.ndarray) -> None:
+        flange_quat = quat_mul(tcp_quat, quat_conj(self._tcp_in_flange_quat))
+        flange_pos = tcp_pos - quat_to_matrix(flange_quat) @ self._tcp_in_flange_pos
+        self.data.mocap_pos[self._mocap] = flange_pos
+        self.data.mocap_quat[self._mocap] = quat_xyzw_to_wxyz(flange_quat)
+
+    def _mocap_tcp_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        flange_quat = quat_wxyz_to_xyzw(self.data.mocap_quat[self._mocap])
+        pos = self.data.mocap_pos[self._mocap] + quat_to_matrix(flange_quat) @ self._tcp_in_flange_pos
+        return pos, quat_normalize(quat_mul(flange_quat, self._tcp_in_flange_quat))
+
+    def _set_gripper_ctrl(self, width: float) -> None:
+        # 2F-85 actuator: 0 = open, 255 = closed; roughly linear in the opening
+        self.data.ctrl[self._grip_act] = 255.0 * (1.0 - width / GRIPPER_MAX_WIDTH)
+
+    def _set_qpos_gripper_open(self) -> None:
+        pass  # mj_resetData already put the fingers at their open reference pose
+
+    def _raw_pad_distance(self) -> float:
+        a, b = self._pads
+        return float(np.linalg.norm(self.data.geom_xpos[a] - self.data.geom_xpos[b]))
+
+    def _measured_width(self) -> float:
+        closed, opened = self._width_calibration
+        frac = (self._raw_pad_distance() - closed) / max(opened - closed, 1e-6)
+        return float(np.clip(frac, 0.0, 1.0) * GRIPPER_MAX_WIDTH)
+
+    def _calibrate_gripper(self) -> tuple[float, float]:
+        """Pad-centre distance when fully closed and fully open (model-specific)."""
+        m, d = self.model, self.data
+        saved = d.qpos.copy()
+        out = []
+        for ctrl in (255.0, 0.0):
+            mujoco.mj_resetData(m, d)
+            d.qpos[self._arm_qadr] = PANDA_HOME_JOINTS
+            d.ctrl[self._grip_act] = ctrl
+            mujoco.mj_forward(m, d)
+            d.mocap_pos[self._mocap] = d.xpos[self._flange]
+            d.mocap_quat[self._mocap] = d.xquat[self._flange]
+            mujoco.mj_step(m, d, nstep=int(0.6 / m.opt.timestep))
+            out.append(self._raw_pad_distance())
+        mujoco.mj_resetData(m, d)
+        d.qpos[:] = saved
+        return out[0], out[1]
+
+    def _settle(self, seconds: float) -> None:
+        """Let objects come to rest with the arm holding its pose."""
+        self.step(seconds)
+
+    def _solve_ik(self, pos: np.ndarray, quat: np.ndarray, iters: int = 60) -> np.ndarray:
+        """Joint angles putting the TCP at (pos, quat): damped least squares from home."""
+        m, d = self.model, self.data
+        q = PANDA_HOME_JOINTS.copy()
+        jacp, jacr = np.zeros((3, m.nv)), np.zeros((3, m.nv))
+        for _ in range(iters):
+            d.qpos[self._arm_qadr] = q
+            mujoco.mj_kinematics(m, d)
+            mujoco.mj_comPos(m, d)
+            err = np.concatenate([pos - self.tcp_pos(), quat_error_rotvec(quat, self.tcp_quat())])
+            if np.linalg.norm(err) < 1e-5:
+                break
+            mujoco.mj_jacSite(m, d, jacp, jacr, self._tcp)
+            jac = np.vstack([jacp, jacr])[:, self._arm_dadr]
+            dq = jac.T @ np.linalg.solve(jac @ jac.T + 1e-4 * np.eye(6), err)
+            dq += 0.1 * (np.eye(7) - np.linalg.pinv(jac) @ jac) @ (PANDA_HOME_JOINTS - q)
+            q = np.clip(q + dq, self._arm_range[:, 0], self._arm_range[:, 1])
+        return q
