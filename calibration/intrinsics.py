@@ -187,23 +187,43 @@ def realsense_profile_intrinsics(profile: Any) -> Intrinsics:
     return intrinsics_from_realsense(profile.as_video_stream_profile().get_intrinsics())
 
 
-def read_realsense_factory_intrinsics(serial: str, width: int, height: int, fps: int = 30) -> Intrinsics:
-    """Open the RealSense with ``serial`` and read its colour stream's factory intrinsics.
+def device_color_intrinsics(device: Any, width: int, height: int) -> Intrinsics:
+    """Factory intrinsics of a RealSense device's colour stream at ``width`` x ``height``.
 
-    Needs the camera plugged in (hardware); tests use ``realsense_profile_intrinsics`` on
-    a ``software_device`` profile instead.
+    Reads the calibration the device reports for its stream profile; no streaming needed.
+
+    Args:
+        device: a ``pyrealsense2.device`` (a real one, or a ``software_device``).
+        width: colour stream width, pixels.
+        height: colour stream height, pixels.
+
+    Raises:
+        CalibrationError: no colour profile at that resolution.
     """
     import pyrealsense2 as rs
 
-    pipeline = rs.pipeline()
-    config = rs.config()
-    config.enable_device(str(serial))
-    config.enable_stream(rs.stream.color, width, height, rs.format.rgb8, fps)
-    try:
-        profile = config.resolve(rs.pipeline_wrapper(pipeline))
-    except RuntimeError as exc:
-        raise CalibrationError(f"RealSense {serial}: cannot resolve a {width}x{height}@{fps} colour stream: {exc}") from exc
-    return realsense_profile_intrinsics(profile.get_stream(rs.stream.color))
+    for sensor in device.query_sensors():
+        for profile in sensor.get_stream_profiles():
+            if profile.stream_type() != rs.stream.color or not profile.is_video_stream_profile():
+                continue
+            video = profile.as_video_stream_profile()
+            if (video.width(), video.height()) == (width, height):
+                return intrinsics_from_realsense(video.get_intrinsics())
+    raise CalibrationError(f"RealSense has no colour stream at {width}x{height}")
+
+
+def read_realsense_factory_intrinsics(serial: str, width: int, height: int) -> Intrinsics:
+    """Find the connected RealSense with ``serial`` and read its colour factory intrinsics.
+
+    Raises:
+        CalibrationError: no RealSense with that serial is connected.
+    """
+    import pyrealsense2 as rs
+
+    for device in rs.context().query_devices():
+        if device.get_info(rs.camera_info.serial_number) == str(serial):
+            return device_color_intrinsics(device, width, height)
+    raise CalibrationError(f"no RealSense with serial {serial} connected")
 
 
 def compare_intrinsics(measured: Intrinsics, factory: Intrinsics, grid: int = 9) -> dict:
