@@ -82,7 +82,8 @@ class TransitionReceiver:
         self._streams: dict[StreamKey, _StreamState] = {}
         self._routes: dict[StreamKey, bytes] = {}
         self._queue: deque[ReceivedTransition] = deque()
-        self._to_ack: list[tuple[StreamKey, int]] = []
+        self._to_ack: list[tuple[StreamKey, int]] = []  # final acks
+        self._to_hold: list[tuple[StreamKey, int]] = []  # "held" acks (queued, not yet final)
         self._uncommitted: list[tuple[StreamKey, int]] = []
         self._counts = {"received": 0, "duplicates": 0, "deferred": 0, "delivered": 0,
                         "acked": 0, "pings": 0, "bytes": 0}
@@ -233,13 +234,16 @@ class TransitionReceiver:
                 st = self._streams[key] = _StreamState(SeqSet(), SeqSet(), SeqSet())
             if seq in st.seen:
                 self._counts["duplicates"] += 1
-                if seq in st.committed:  # its ack was lost: acknowledge again
+                if seq in st.committed:  # its final ack was lost: acknowledge again
                     self._to_ack.append((key, seq))
+                else:  # queued or awaiting commit: tell the actor we hold it
+                    self._to_hold.append((key, seq))
                 return
             if len(self._queue) >= self.cfg.receive_queue:
                 self._counts["deferred"] += 1  # not acked: the actor re-sends it later
                 return
             st.seen.add(seq)
+            self._to_hold.append((key, seq))
             self._queue.append(ReceivedTransition(
                 actor_id=f["actor"], stream=f["stream"], seq=seq, policy_version=f["policy_version"],
                 data=data, sent_unix=float(sent) if isinstance(sent, (int, float)) else None, nbytes=msg.nbytes))
@@ -273,17 +277,20 @@ class TransitionReceiver:
     def _flush_acks(self) -> None:
         with self._lock:
             to_ack, self._to_ack = self._to_ack, []
+            to_hold, self._to_hold = self._to_hold, []
             routes = dict(self._routes)
-        by_stream: dict[StreamKey, list[int]] = {}
-        for key, seq in to_ack:
-            by_stream.setdefault(key, []).append(seq)
-        for key, seqs in by_stream.items():
-            if key not in routes:
-                continue
-            ack = wire.encode("ack", {"actor": key[0], "stream": key[1], "ranges": to_ranges(seqs),
-                                      "learner": self.instance_id})
-            self._send(routes[key], ack)
-            self._counts["acked"] += len(seqs)
+        for final, items in ((False, to_hold), (True, to_ack)):
+            by_stream: dict[StreamKey, list[int]] = {}
+            for key, seq in items:
+                by_stream.setdefault(key, []).append(seq)
+            for key, seqs in by_stream.items():
+                if key not in routes:
+                    continue
+                ack = wire.encode("ack", {"actor": key[0], "stream": key[1], "ranges": to_ranges(seqs),
+                                          "learner": self.instance_id, "final": final})
+                self._send(routes[key], ack)
+                if final:
+                    self._counts["acked"] += len(seqs)
 
     def _run(self) -> None:
         poller = zmq.Poller()

@@ -7,6 +7,8 @@ never waits on the network. The I/O thread keeps every transition in the
 after ``ack_timeout_s``, after the learner comes back (``liveness_timeout_s`` of
 silence, then a reply) and after a learner restart (a new learner instance id), and pings
 the learner every ``heartbeat_interval_s`` so :attr:`learner_alive` is always current.
+Acks come in two strengths: ``final=False`` ("held": the learner has it queued; stop the
+timeout re-sends but keep it) and ``final=True`` (delivered/committed: forget it).
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ class TransitionSender:
         self._waker = Waker()
         self._unsent: deque[Key] = deque(self._outbox.keys())
         self._in_flight: OrderedDict[Key, float] = OrderedDict()
+        self._requeued: set[Key] = set()
+        self._held: set[Key] = set()  # received by the learner, awaiting its final ack
         self._thread = threading.Thread(target=self._run, name=f"hilr-tx-{self.actor_id}", daemon=True)
         self._thread.start()
         return self
@@ -180,10 +184,12 @@ class TransitionSender:
         return True
 
     def stats(self) -> dict[str, Any]:
-        """Counters: sent, resent, acked, pending, spilled_bytes, reloaded, rejected, alive."""
+        """Counters: sent (first sends), resent (after a timeout or a learner restart), acked,
+        pending, in_flight, spilled_bytes, reloaded, rejected, learner_alive, reconnects."""
         ob = self._outbox
         last = self._last_rx
         return {**self._counts, "pending": self.pending, "in_flight": len(getattr(self, "_in_flight", ())),
+                "held": len(getattr(self, "_held", ())),
                 "spilled_bytes": ob.disk_bytes if ob else 0, "reloaded": ob.reloaded if ob else 0,
                 "rejected": self.rejections.counts(), "learner_alive": self.learner_alive,
                 "since_learner_s": None if last is None else time.monotonic() - last,
@@ -212,10 +218,17 @@ class TransitionSender:
             return False
 
     def _requeue_in_flight(self, why: str) -> None:
-        if self._in_flight:
-            log.info("transition sender %s: %s; re-sending %d unacknowledged", self.actor_id, why, len(self._in_flight))
+        if self._in_flight or self._held:
+            log.info("transition sender %s: %s; re-sending %d unacknowledged", self.actor_id, why,
+                     len(self._in_flight) + len(self._held))
             self._unsent.extendleft(reversed(list(self._in_flight)))
+            self._requeued.update(self._in_flight)
             self._in_flight.clear()
+        if self._held:  # the learner that held them is gone: they must go again
+            held = sorted(self._held)
+            self._unsent.extendleft(reversed(held))
+            self._requeued.update(held)
+            self._held.clear()
 
     def _on_reply(self, msg: wire.Message) -> None:
         now = time.monotonic()
@@ -234,10 +247,15 @@ class TransitionSender:
             for lo, hi in msg.fields["ranges"]:
                 keys = ((stream, s) for s in range(lo, hi + 1)) if hi - lo < 4096 else \
                     (k for k in self._outbox.stream_keys(stream) if lo <= k[1] <= hi)
+                final = msg.fields["final"]
                 for key in list(keys):
                     self._in_flight.pop(key, None)
-                    if self._outbox.remove(key):
-                        self._counts["acked"] += 1
+                    if final:
+                        self._held.discard(key)
+                        if self._outbox.remove(key):
+                            self._counts["acked"] += 1
+                    elif key in self._outbox:
+                        self._held.add(key)  # the learner has it; keep it until the final ack
 
     def _receive(self) -> None:
         for _ in range(10_000):
@@ -272,14 +290,19 @@ class TransitionSender:
             self._counts["resent"] += 1
         while self._unsent and len(self._in_flight) < self.cfg.max_in_flight:
             key = self._unsent[0]
-            if key not in self._outbox or key in self._in_flight:
+            if key not in self._outbox or key in self._in_flight or key in self._held:
                 self._unsent.popleft()
+                self._requeued.discard(key)
                 continue
             if not self._send_frame(self._outbox.get(key)):
                 return
             self._unsent.popleft()
             self._in_flight[key] = now
-            self._counts["sent"] += 1
+            if key in self._requeued:
+                self._requeued.discard(key)
+                self._counts["resent"] += 1
+            else:
+                self._counts["sent"] += 1
 
     def _run(self) -> None:
         poller = zmq.Poller()

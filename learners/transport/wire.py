@@ -78,7 +78,8 @@ def _is_ranges(v: Any) -> bool:
 # within one wire version); a missing or mistyped required field is a SchemaError.
 KINDS: dict[str, dict[str, Any]] = {
     "transition": {"actor": _is_str, "stream": _is_uint, "seq": _is_uint, "policy_version": _is_uint},
-    "ack": {"actor": _is_str, "stream": _is_uint, "ranges": _is_ranges, "learner": _is_uint},
+    "ack": {"actor": _is_str, "stream": _is_uint, "ranges": _is_ranges, "learner": _is_uint,
+            "final": lambda v: isinstance(v, bool)},
     "ping": {"actor": _is_str},
     "pong": {"learner": _is_uint},
     "weights": {"version": _is_uint, "learner": _is_uint},
