@@ -163,6 +163,13 @@ class Teleoperator(ConnectionMixin):
     def reset(self) -> None:
         """Start of an episode: forget latched commands (gripper). Default: nothing to do."""
 
+    def bind_env(self, env: Any) -> None:
+        """Called once by the intervention wrapper with the env it wraps.
+
+        Human devices ignore it; the simulated operator takes the task config (action
+        scales) from ``env.unwrapped.task`` for its expert.
+        """
+
     def observe(
         self,
         obs: Mapping[str, np.ndarray],

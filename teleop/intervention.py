@@ -38,11 +38,14 @@ class InterventionWrapper(gym.Wrapper):
         teleop: a connected :class:`Teleoperator`.
         sticky_s: seconds control stays with the operator after their last input.
         always_active: the operator is always in control (demo recording).
-        clock: monotonic clock, seconds (injectable; the sim uses env time).
+        clock: clock of the sticky hold, seconds: ``time.monotonic`` by default;
+            ``"steps"`` = env time (steps x ``env.unwrapped.dt``), for sims that run
+            faster than real time; or any callable.
     """
 
     def __init__(self, env: gym.Env, teleop: Teleoperator, sticky_s: float = 0.5,
-                 always_active: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
+                 always_active: bool = False,
+                 clock: Callable[[], float] | str = time.monotonic) -> None:
         super().__init__(env)
         if sticky_s < 0:
             raise ValueError(f"sticky_s must be >= 0; got {sticky_s}")
@@ -52,9 +55,17 @@ class InterventionWrapper(gym.Wrapper):
         self.teleop = teleop
         self.sticky_s = float(sticky_s)
         self.always_active = always_active
+        if clock == "steps":
+            dt = float(getattr(env.unwrapped, "dt", 0.0) or 1.0 / env.metadata.get("render_fps", 10))
+            self._total_steps = 0
+            clock = lambda: self._total_steps * dt  # noqa: E731
+        elif isinstance(clock, str):
+            raise ValueError(f"clock must be a callable or 'steps'; got {clock!r}")
+        self._total_steps = 0
         self.clock = clock
         self._parts: dict[str, np.ndarray] = {}
         self._reset_stats()
+        teleop.bind_env(env)
 
     def _reset_stats(self) -> None:
         self._last_active = -np.inf
@@ -114,6 +125,7 @@ class InterventionWrapper(gym.Wrapper):
             self.interventions += 1
         self._was_intervening = intervening
         self.steps += 1
+        self._total_steps += 1
         self.intervention_steps += int(intervening)
 
         obs, reward, terminated, truncated, info = self.env.step(executed)

@@ -1,0 +1,192 @@
+"""The demonstration-recording loop behind ``hilr record``.
+
+Runs teleoperated episodes on an env wrapped in :class:`~teleop.intervention.InterventionWrapper`
+and writes each finished one atomically with :class:`robot_env.dataset.EpisodeWriter`.
+Episode control comes from the keyboard (terminal or console window): ``s`` success,
+``f`` failure, ``r`` reset (discard), ``p``/space pause, ``q``/Esc quit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from robot_env.dataset import EpisodeWriter
+from teleop.console import ConsoleStatus, OperatorConsole
+from teleop.intervention import InterventionWrapper
+from teleop.keyboard import EpisodeEvent, KeyboardControl
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class RecordStats:
+    """What a recording session produced.
+
+    Attributes:
+        kept: episode files written this session.
+        attempts: episodes finished (kept or dropped) this session.
+        successes: successful episodes this session.
+        discarded: episodes thrown away with the reset key.
+        steps: env steps this session.
+        intervention_steps: steps under operator control.
+        paths: the episode files written, in order.
+        quit: the operator pressed quit.
+    """
+
+    kept: int = 0
+    attempts: int = 0
+    successes: int = 0
+    discarded: int = 0
+    steps: int = 0
+    intervention_steps: int = 0
+    paths: list = dataclasses.field(default_factory=list)
+    quit: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly summary."""
+        d = dataclasses.asdict(self)
+        d["paths"] = [str(p) for p in self.paths]
+        d["success_rate"] = self.successes / self.attempts if self.attempts else 0.0
+        d["intervention_rate"] = self.intervention_steps / self.steps if self.steps else 0.0
+        return d
+
+
+class HoldPolicy:
+    """The 'policy' while recording demos: hold still, keep the last gripper command."""
+
+    def __init__(self) -> None:
+        self.gripper = -1.0
+
+    def reset(self) -> None:
+        """Start open."""
+        self.gripper = -1.0
+
+    def act(self, obs: Any) -> np.ndarray:
+        """Zero twist, last gripper command."""
+        return np.array([0, 0, 0, 0, 0, 0, self.gripper], dtype=np.float32)
+
+
+def record_episodes(env: InterventionWrapper, writer: EpisodeWriter, n_episodes: int, *,
+                    keyboard: KeyboardControl | None = None,
+                    console: OperatorConsole | None = None,
+                    policy: Any = None, max_attempts: int | None = None,
+                    progress: bool = True, seed: int | None = None,
+                    on_step: Callable[[dict[str, Any]], None] | None = None) -> RecordStats:
+    """Record until ``n_episodes`` episodes are kept, the operator quits, or attempts run out.
+
+    Args:
+        env: the env with the intervention wrapper outermost.
+        writer: the dataset writer (resumes an existing dataset).
+        n_episodes: episode files to write this session.
+        keyboard: episode events; None = episodes end only on terminated/truncated.
+        console: status display; None = none.
+        policy: object with ``reset()`` and ``act(obs) -> (7,)`` run when the operator is
+            idle; None = hold still (pure demonstrations).
+        max_attempts: stop after this many finished episodes (default ``4 * n_episodes``),
+            so a keep-only-successful session with a failing operator ends.
+        progress: show a tqdm bar of kept episodes.
+        seed: seed of the first reset (the env's RNG continues from there).
+        on_step: called with the step's info (tests use it to crash mid-episode).
+
+    Returns:
+        :class:`RecordStats`.
+    """
+    from tqdm import tqdm
+
+    policy = policy or HoldPolicy()
+    keyboard = keyboard or KeyboardControl()
+    max_attempts = max_attempts or 4 * n_episodes
+    stats = RecordStats()
+    status = ConsoleStatus(episodes_target=n_episodes)
+    bar = tqdm(total=n_episodes, desc="episodes", unit="ep", disable=not progress, leave=True)
+    if console is not None:
+        console.attach_progress_bar(bar)
+    first = True
+    try:
+        while stats.kept < n_episodes and stats.attempts < max_attempts and not stats.quit:
+            obs, info = env.reset(seed=seed if first else None)
+            first = False
+            policy.reset()
+            writer.begin(obs)
+            status.episode, status.step = stats.attempts + stats.discarded, 0
+            label, env_success = _run_episode(env, writer, policy, keyboard, console, status,
+                                              stats, obs, on_step)
+            if label == "discard":
+                writer.discard()
+                stats.discarded += 1
+                status.message = "episode discarded (reset)"
+                continue
+            path = writer.end(label)
+            success = bool(label) if label is not None else env_success
+            stats.attempts += 1
+            stats.successes += int(success)
+            status.attempts, status.successes = stats.attempts, stats.successes
+            if path is not None:
+                stats.kept += 1
+                stats.paths.append(path)
+                bar.update(1)
+                status.message = f"saved {path.name} ({'success' if success else 'failure'})"
+            else:
+                status.message = "failed episode dropped (keep_only_successful)"
+            bar.set_postfix_str(status.line())
+            log.info(status.message)
+    finally:
+        bar.close()
+        if writer.recording:
+            writer.discard()  # an unfinished episode is never written
+    return stats
+
+
+def _run_episode(env, writer, policy, keyboard, console, status, stats, obs, on_step):
+    """Step one episode.
+
+    Returns:
+        ``(label, env_success)``: label True/False (operator key), None (the env ended the
+        episode) or ``"discard"``; env_success: any step's info said success.
+    """
+    start = time.monotonic()
+    paused = False
+    env_success = False
+    while True:
+        for event in keyboard.poll():
+            if event is EpisodeEvent.PAUSE:
+                paused = not paused
+            elif event is EpisodeEvent.RESET:
+                return "discard", env_success
+            elif event is EpisodeEvent.SUCCESS:
+                return True, env_success
+            elif event is EpisodeEvent.FAILURE:
+                return False, env_success
+            elif event is EpisodeEvent.QUIT:
+                stats.quit = True
+                return False, env_success
+        status.elapsed_s = time.monotonic() - start
+        if paused:
+            status.controller = "paused"
+            if console:
+                console.update(obs, status)
+            time.sleep(0.05)
+            continue
+        action = policy.act(obs)
+        obs, reward, terminated, truncated, info = env.step(action)
+        writer.add(info["action"], obs, reward, terminated, truncated, info)
+        if isinstance(policy, HoldPolicy):
+            policy.gripper = float(info["action"][6])
+        stats.steps += 1
+        stats.intervention_steps += int(info["intervened"])
+        status.steps, status.intervention_steps = stats.steps, stats.intervention_steps
+        status.step += 1
+        status.controller = "human" if info["intervened"] else "policy"
+        env_success = env_success or bool(info.get("success", False))
+        status.message = "success" if info.get("success") else ""
+        if console:
+            console.update(obs, status)
+        if on_step:
+            on_step(info)
+        if terminated or truncated:
+            return None, env_success
