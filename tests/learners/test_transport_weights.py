@@ -1,0 +1,94 @@
+"""Weights learner -> actors: latest wins, versions only go up, late joiners catch up."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from learners.transport import WeightPublisher, WeightSubscriber
+from tests.learners.transport_helpers import fast_cfg, wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _weights(v: int) -> dict:
+    return {"residual.fc1.weight": np.full((64, 32), v, np.float32), "residual.fc1.bias": np.arange(64, dtype=np.float32) + v,
+            "log_std": np.float32(-v)}
+
+
+def _poll_until(sub, timeout_s=3.0):
+    got = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        r = sub.poll_latest()
+        if r is not None:
+            got.append(r)
+            return got
+        time.sleep(0.01)
+    return got
+
+
+def test_latest_wins_versions_monotonic_and_poll_never_blocks():
+    cfg = fast_cfg(weights_republish_s=10.0)
+    with WeightPublisher(cfg) as pub, WeightSubscriber(cfg, port=pub.port) as sub:
+        t0 = time.monotonic()
+        assert sub.poll_latest() is None and time.monotonic() - t0 < 0.01
+        v = 0
+        while True:  # slow joiner: publish until the first one lands
+            v += 1
+            pub.publish(v, _weights(v))
+            if wait_for(lambda: sub.poll_latest() is not None, 0.1):
+                break
+        assert sub.version == v
+        for k in range(v + 1, v + 200):  # a burst the actor does not read
+            pub.publish(k, _weights(k))
+        time.sleep(0.3)
+        got = _poll_until(sub)
+        assert len(got) == 1
+        version, weights = got[0]
+        assert version == v + 199  # only the newest, no backlog
+        np.testing.assert_array_equal(weights["residual.fc1.weight"], np.full((64, 32), version, np.float32))
+        np.testing.assert_array_equal(weights["residual.fc1.bias"], np.arange(64, dtype=np.float32) + version)
+        assert weights["log_std"].shape == () and weights["log_std"] == -version
+        assert sub.poll_latest() is None
+        with pytest.raises(ValueError):
+            pub.publish(version, _weights(0))  # versions only go up
+        seen = [sub.version]
+        for k in range(version + 1, version + 30):
+            pub.publish(k, _weights(k))
+            time.sleep(0.003)
+            r = sub.poll_latest()
+            if r is not None:
+                seen.append(r[0])
+        assert seen == sorted(set(seen)) and len(seen) > 1
+
+
+def test_late_subscriber_gets_latest_from_republish_and_stale_versions_are_skipped():
+    cfg = fast_cfg(weights_republish_s=0.1)
+    with WeightPublisher(cfg) as pub:
+        pub.publish(7, _weights(7))
+        with WeightSubscriber(cfg, port=pub.port) as sub:
+            got = _poll_until(sub, 2.0)
+            assert got and got[0][0] == 7
+            time.sleep(0.35)  # several republishes of version 7
+            assert sub.poll_latest() is None and sub.stale >= 1
+
+
+def test_restarted_learner_may_restart_lower_versions():
+    cfg = fast_cfg(weights_republish_s=0.1)
+    pub = WeightPublisher(cfg).start()
+    port = pub.port
+    sub = WeightSubscriber(cfg, port=port).start()
+    try:
+        pub.publish(50, _weights(50))
+        assert _poll_until(sub)[0][0] == 50
+        pub.close()
+        pub = WeightPublisher(cfg, port=port).start()  # resumed from an older checkpoint
+        pub.publish(40, _weights(40))
+        got = _poll_until(sub, 3.0)
+        assert got and got[0][0] == 40
+    finally:
+        pub.close()
+        sub.close()
