@@ -122,6 +122,7 @@ class RobotEnv(gym.Env):
         self.observation_space = gym.spaces.Dict(spaces)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (7,), np.float32)
         self._last_state: ArmState | None = None
+        self._last_obs_pose = np.zeros(7, np.float32)
         self._step_index = 0
         self._overruns = 0
         self._t_start = time.monotonic()
@@ -148,7 +149,9 @@ class RobotEnv(gym.Env):
         if self._last_state is None:
             raise RuntimeError("call reset() before step()")
         self._fresh_state()  # raises StaleDataError: never act on old data
-        target_pos, target_quat = self.action_to_target(action, self._last_state)
+        # from the pose the caller observed (float32, as in obs), so wrappers that clip
+        # in action space see exactly the target the arm will get
+        target_pos, target_quat = self.action_to_target(action, self._last_obs_pose)
         self.arm.command_pose(target_pos, target_quat)
         self.arm.command_gripper(float((1.0 - action[6]) / 2.0 * self.arm.gripper_max_width))
         if self.world is not None:
@@ -180,10 +183,12 @@ class RobotEnv(gym.Env):
             self.world.close()
 
     # ----------------------------------------------------------------- helpers
-    def action_to_target(self, action: np.ndarray, state: ArmState) -> tuple[np.ndarray, np.ndarray]:
-        """TCP target (pos m, quat xyzw; base frame) for ``action`` from ``state``'s pose."""
-        pos = np.asarray(state.ee_pos, dtype=np.float64) + action[:3] * self.task.max_translation
-        quat = apply_rotvec(state.ee_quat, action[3:6].astype(np.float64) * self.task.max_rotation)
+    def action_to_target(self, action: np.ndarray, state_vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """TCP target (pos m, quat xyzw; base frame) for ``action`` from an observed ``state``."""
+        pos = state_vector[STATE_LAYOUT["ee_pos"]].astype(np.float64)
+        quat = state_vector[STATE_LAYOUT["ee_quat"]].astype(np.float64)
+        pos = pos + action[:3].astype(np.float64) * self.task.max_translation
+        quat = apply_rotvec(quat, action[3:6].astype(np.float64) * self.task.max_rotation)
         return pos, quat
 
     def state_vector(self, state: ArmState) -> np.ndarray:
@@ -214,6 +219,7 @@ class RobotEnv(gym.Env):
         state = self._fresh_state()
         self._last_state = state
         obs = {"state": self.state_vector(state)}
+        self._last_obs_pose = obs["state"][:7].copy()
         h, w = self.task.image_size
         for name, cam in self.cameras.items():
             frame = cam.read()

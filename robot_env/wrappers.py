@@ -102,7 +102,8 @@ class SafetyClip(gym.Wrapper):
             dp *= lim.max_step_translation / norm
             reasons.append("step_translation")
         target = pos + dp
-        boxed = np.clip(target, lim.workspace_low, lim.workspace_high)
+        # a micrometre of margin absorbs the float32 rounding of the returned action
+        boxed = np.clip(target, lim.workspace_low + 1e-6, lim.workspace_high - 1e-6)
         if np.any(np.abs(boxed - target) > 1e-9):
             reasons.append("workspace")
         a[:3] = np.clip((boxed - pos) / lim.max_translation, -1.0, 1.0)
@@ -113,7 +114,7 @@ class SafetyClip(gym.Wrapper):
             rv *= lim.max_step_rotation / angle
             reasons.append("step_rotation")
         target_q = apply_rotvec(quat, rv)
-        clipped_q, was_clipped = clip_rotation(target_q, lim.home_quat, lim.max_angle_from_home)
+        clipped_q, was_clipped = clip_rotation(target_q, lim.home_quat, lim.max_angle_from_home - 1e-5)
         if was_clipped:
             rv = quat_error_rotvec(clipped_q, quat)
             reasons.append("orientation")

@@ -59,8 +59,8 @@ class SimWorldConfig:
     """
 
     timestep: float = 0.002
-    weld_solref: tuple = (0.02, 1.0)
-    interp_chunks: int = 5
+    weld_solref: tuple = (0.01, 1.0)
+    interp_chunks: int = 2
     posture_gain: float = 2.0
     offscreen_width: int = 640
     offscreen_height: int = 480
