@@ -19,6 +19,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -70,10 +71,17 @@ class TransitionReceiver:
     Args:
         cfg: transport config.
         port: port to bind (default ``cfg.transitions_port``; 0 = a free port, see :attr:`port`).
+        expected: optional spec every transition must match exactly (names, dtypes, shapes;
+            see :func:`wire.array_spec`, e.g. ``array_spec(example_transition)``). A
+            transition that does not match, or holds NaN/inf in a float array, is rejected,
+            counted, logged and acknowledged as consumed (so the actor does not re-send it
+            forever); it never reaches :meth:`poll`.
     """
 
-    def __init__(self, cfg: TransportConfig, port: int | None = None) -> None:
+    def __init__(self, cfg: TransportConfig, port: int | None = None,
+                 expected: Mapping[str, Any] | None = None) -> None:
         self.cfg = cfg
+        self.expected = wire.array_spec(expected) if expected is not None else None
         self.requested_port = cfg.transitions_port if port is None else port
         self.port: int | None = None
         self.instance_id = random_id()
@@ -222,16 +230,25 @@ class TransitionReceiver:
         key: StreamKey = (f["actor"], f["stream"])
         seq = f["seq"]
         try:
+            wire.check_arrays(msg.arrays, self.expected)
             data = wire.unflatten(msg.arrays)
+            bad = None
         except wire.WireError as exc:
-            self.rejections.from_error(exc)
-            return
+            bad = exc
         sent = f.get("sent_unix")
         with self._lock:
             self._routes[key] = identity
             st = self._streams.get(key)
             if st is None:
                 st = self._streams[key] = _StreamState(SeqSet(), SeqSet(), SeqSet())
+            if bad is not None:
+                # Well-formed but unusable: consume it (final ack) so it is not re-sent forever
+                # and the de-dup watermark keeps moving; it never reaches the learner.
+                self.rejections.from_error(bad)
+                for seqset in (st.seen, st.delivered, st.committed):
+                    seqset.add(seq)
+                self._to_ack.append((key, seq))
+                return
             if seq in st.seen:
                 self._counts["duplicates"] += 1
                 if seq in st.committed:  # its final ack was lost: acknowledge again

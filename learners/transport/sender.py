@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import zmq
 
 from learners.transport import wire
@@ -42,16 +43,19 @@ class TransitionSender:
         port: learner transitions port (default ``cfg.transitions_port``).
         outbox_dir: spill directory (default ``cfg.outbox_dir``); unacknowledged transitions
             found there from a previous run are re-sent.
+        expected: optional spec (see :func:`wire.array_spec`) every transition must match;
+            :meth:`send` raises ``wire.SpecMismatch``/``wire.NonFinite`` at the source.
 
     Use as ``with TransitionSender(cfg, "robot0") as tx: tx.send(transition, version)``.
     """
 
     def __init__(self, cfg: TransportConfig, actor_id: str, port: int | None = None,
-                 outbox_dir: str | Path | None = None) -> None:
+                 outbox_dir: str | Path | None = None, expected: Mapping[str, Any] | None = None) -> None:
         if not wire._is_str(actor_id):
             raise ValueError(f"actor_id must be a non-empty string of <= {wire.MAX_NAME_LEN} chars")
         self.cfg = cfg
         self.actor_id = actor_id
+        self.expected = wire.array_spec(expected) if expected is not None else None
         self.port = cfg.transitions_port if port is None else port
         self.outbox_dir = outbox_dir if outbox_dir is not None else cfg.outbox_dir
         self.rejections = Rejections(f"transition sender {actor_id}", log)
@@ -144,6 +148,7 @@ class TransitionSender:
         Raises:
             OutboxFull: the learner has been gone so long that RAM and disk limits are hit.
             TypeError, ValueError: an array that cannot travel, or a message too large.
+            wire.SpecMismatch, wire.NonFinite: with ``expected``: wrong arrays, or NaN/inf.
         """
         if self._thread is None:
             raise RuntimeError("call start() before send()")
@@ -151,6 +156,10 @@ class TransitionSender:
             raise RuntimeError(f"transition sender {self.actor_id}: {self._io_error}")
         if self._full_error is not None:
             raise OutboxFull(self._full_error)
+        if self.expected is not None:
+            flat = {k: np.asarray(v) for k, v in wire.flatten(transition).items()}
+            wire.check_arrays({k: v.astype(v.dtype.newbyteorder("<")) if v.dtype.byteorder == ">" else v
+                               for k, v in flat.items()}, self.expected)
         with self._lock:
             seq = self._seq
             fields = {"actor": self.actor_id, "stream": self.stream, "seq": seq,

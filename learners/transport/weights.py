@@ -143,10 +143,14 @@ class WeightSubscriber:
     Args:
         cfg: transport config.
         port: learner weights port (default ``cfg.weights_port``).
+        expected: optional spec (``wire.array_spec(residual_weights)``): weights with other
+            names, dtypes or shapes are rejected. Weights holding NaN/inf are always rejected.
     """
 
-    def __init__(self, cfg: TransportConfig, port: int | None = None) -> None:
+    def __init__(self, cfg: TransportConfig, port: int | None = None,
+                 expected: Mapping[str, Any] | None = None) -> None:
         self.cfg = cfg
+        self.expected = wire.array_spec(expected) if expected is not None else None
         self.port = cfg.weights_port if port is None else port
         self.version: int | None = None
         self.received = 0
@@ -195,6 +199,7 @@ class WeightSubscriber:
                 break
             try:
                 msg = wire.decode(frame.buffer, self.cfg.max_message_bytes, expect={"weights"})
+                wire.check_arrays(msg.arrays, self.expected)
             except wire.WireError as exc:
                 self.rejections.from_error(exc)
                 continue

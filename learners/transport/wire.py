@@ -128,6 +128,18 @@ class UnknownKind(WireError):
     reason = "unknown_kind"
 
 
+class SpecMismatch(WireError):
+    """A valid message whose arrays are not the names/dtypes/shapes this endpoint expects."""
+
+    reason = "spec_mismatch"
+
+
+class NonFinite(WireError):
+    """A float array holds NaN or inf."""
+
+    reason = "non_finite"
+
+
 @dataclass
 class Message:
     """A decoded, validated message.
@@ -333,3 +345,52 @@ def decode(data: Any, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, expect: set[st
         raise SchemaError(f"{len(view) - start - payload} trailing bytes after the payload")
     arrays = _parse_arrays(view, header.get("arrays", []), start, payload)
     return Message(kind=kind, fields=fields, arrays=arrays, nbytes=len(view))
+
+
+Spec = dict[str, tuple[str, tuple[int, ...]]]
+
+
+def array_spec(arrays: Mapping[str, Any]) -> Spec:
+    """``{flat name: (dtype str, shape)}`` of (nested) arrays, e.g. of an example transition.
+
+    Entries given as ``(dtype, shape)`` tuples are normalised instead, so a spec can be
+    written by hand: ``{"obs": {"state": ("float32", (18,))}, "action": ("float32", (7,))}``.
+    """
+    def walk(tree: Mapping[str, Any], prefix: str = ""):  # like flatten, but accepts flat specs too
+        for key, value in tree.items():
+            if isinstance(value, Mapping):
+                yield from walk(value, f"{prefix}{key}/")
+            else:
+                yield f"{prefix}{key}", value
+
+    spec: Spec = {}
+    for name, value in walk(arrays):
+        if isinstance(value, tuple) and len(value) == 2:
+            dtype, shape = value
+        else:
+            value = np.asarray(value)
+            dtype, shape = value.dtype, value.shape
+        spec[name] = (np.dtype(dtype).newbyteorder("<").str if np.dtype(dtype).itemsize > 1
+                      else np.dtype(dtype).str, tuple(int(s) for s in shape))
+    return spec
+
+
+def check_arrays(arrays: Mapping[str, np.ndarray], expected: Spec | None = None, finite: bool = True) -> None:
+    """Check flat decoded arrays against an expected spec and for NaN/inf.
+
+    Raises:
+        SpecMismatch: missing/extra names, or another dtype or shape.
+        NonFinite: a float array with NaN or inf (when ``finite``).
+    """
+    if expected is not None:
+        if set(arrays) != set(expected):
+            missing, extra = sorted(set(expected) - set(arrays)), sorted(set(arrays) - set(expected))
+            raise SpecMismatch(f"arrays differ from the expected spec: missing {missing}, unexpected {extra}")
+        for name, arr in arrays.items():
+            dtype, shape = expected[name]
+            if arr.dtype.str != dtype or tuple(arr.shape) != tuple(shape):
+                raise SpecMismatch(f"array {name!r} is {arr.dtype.str}{list(arr.shape)}, expected {dtype}{list(shape)}")
+    if finite:
+        for name, arr in arrays.items():
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                raise NonFinite(f"array {name!r} holds NaN or inf")

@@ -121,3 +121,42 @@ def test_weight_subscriber_survives_and_counts_every_bad_frame(caplog):
         pub.close(0)
         ctx.term()
     assert "weight subscriber rejected a message (bad_magic" in caplog.text
+
+
+def test_wellformed_but_wrong_or_nan_transitions_are_consumed_never_delivered(caplog):
+    cfg = fast_cfg()
+    example = make_transition(0, image=False)
+    spec = wire.array_spec(example)
+    with TransitionReceiver(cfg, expected=spec) as rx, TransitionSender(cfg, "sloppy", port=rx.port) as tx:
+        nan = make_transition(1, image=False)
+        nan["action"][2] = np.nan
+        wrong_shape = make_transition(2, image=False)
+        wrong_shape["obs"]["state"] = np.zeros(17, np.float32)
+        extra = dict(make_transition(3, image=False), debug=np.zeros(1))
+        for i, tr in enumerate([make_transition(10, image=False), nan, wrong_shape, extra, make_transition(11, image=False)]):
+            tx.send(tr, policy_version=i)
+        got = collect(rx, 2)
+        assert [int(t.data["index"]) for t in got] == [10, 11]
+        assert tx.flush(3.0), "rejected transitions must be consumed, not re-sent forever"
+        assert rx.stats()["rejected"] == {"non_finite": 1, "spec_mismatch": 2}
+    assert "holds NaN or inf" in caplog.text
+    with TransitionSender(cfg, "strict", expected=spec) as tx:  # the sender refuses at the source
+        with pytest.raises(wire.NonFinite):
+            tx.send(nan, policy_version=0)
+        with pytest.raises(wire.SpecMismatch):
+            tx.send(wrong_shape, policy_version=0)
+        assert tx.send(example, policy_version=0) == 0
+
+
+def test_weight_subscriber_rejects_nan_and_unexpected_weights():
+    from learners.transport import WeightPublisher
+
+    cfg = fast_cfg(weights_republish_s=0.05)
+    good = {"w": np.ones(3, np.float32)}
+    with WeightPublisher(cfg) as pub, WeightSubscriber(cfg, port=pub.port, expected=good) as sub:
+        pub.publish(1, {"w": np.array([1, np.inf, 0], np.float32)})
+        assert wait_for(lambda: sub.poll_latest() is None and sub.rejections.counts().get("non_finite", 0) > 0)
+        pub.publish(2, {"w": np.ones(4, np.float32)})
+        assert wait_for(lambda: sub.poll_latest() is None and sub.rejections.counts().get("spec_mismatch", 0) > 0)
+        pub.publish(3, good)
+        assert wait_for(lambda: sub.poll_latest() is not None) and sub.version == 3
