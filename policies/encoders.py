@@ -237,8 +237,10 @@ class ImageEncoder(nn.Module):
             self.backbone: nn.Module = SmallConvEncoder(c, cfg.channels)
         else:
             self.backbone = ResNetEncoder(int(cfg.backbone[6:]), cfg.channels, cfg.pretrained)
+        self.backbone.eval()  # shape probe with one image: BatchNorm needs eval mode
         with torch.no_grad():
             fh, fw = self.backbone(torch.zeros(1, c, h, w)).shape[-2:]
+        self.backbone.train()
         ch = self.backbone.out_channels
         if cfg.pooling == "spatial_embedding":
             self.pool: nn.Module = SpatialEmbedding(ch, fh, fw, cfg.num_spatial_features)
