@@ -79,6 +79,8 @@ class AxisMapConfig:
             it into the base frame with the current end-effector orientation).
         order: (6,) which raw axis feeds each command axis, e.g. ``(1, 0, 2, 4, 3, 5)``
             when the operator stands beside the robot (device x drives robot y).
+        bias: (6,) resting offset of each *device* axis, subtracted before anything else
+            (``hilr calibrate spacemouse`` measures it).
     """
 
     scale: Sequence[float] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
@@ -86,13 +88,14 @@ class AxisMapConfig:
     deadzone: Sequence[float] = (0.05, 0.05, 0.05, 0.05, 0.05, 0.05)
     frame: str = "base"
     order: Sequence[int] = (0, 1, 2, 3, 4, 5)
+    bias: Sequence[float] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
     def __post_init__(self) -> None:
         order = [int(i) for i in self.order]
         if sorted(order) != [0, 1, 2, 3, 4, 5]:
             raise ValueError(f"order must be a permutation of 0..5; got {order}")
         self.order = tuple(order)
-        for name in ("scale", "sign", "deadzone"):
+        for name in ("scale", "sign", "deadzone", "bias"):
             value = list(getattr(self, name))
             if len(value) != 6:
                 raise ValueError(f"{name} needs 6 values (x, y, z, roll, pitch, yaw); got {value}")
@@ -122,13 +125,38 @@ def map_axes(raw: Sequence[float], cfg: AxisMapConfig) -> tuple[np.ndarray, bool
     raw = np.asarray(raw, dtype=np.float64).reshape(6)
     if not np.all(np.isfinite(raw)):
         raise ValueError(f"non-finite teleop axes {raw}")
-    raw = raw[list(cfg.order)]
+    raw = (raw - np.asarray(cfg.bias))[list(cfg.order)]
     dz = np.asarray(cfg.deadzone)
     mag = np.abs(raw)
     beyond = mag > dz
     shaped = np.where(beyond, np.sign(raw) * (mag - dz) / (1.0 - dz), 0.0)
     cmd = np.clip(shaped * np.asarray(cfg.sign) * np.asarray(cfg.scale), -1.0, 1.0)
     return cmd.astype(np.float32), bool(beyond.any())
+
+
+def axes_from_calibration(path: str, base: AxisMapConfig | None = None) -> AxisMapConfig:
+    """Axis map from a ``hilr calibrate spacemouse`` file (``kind: spacemouse`` YAML).
+
+    The file sets ``order``, ``sign``, ``deadzone`` and ``bias``; ``scale`` and ``frame``
+    come from ``base``. Read by path with a plain YAML parser (no calibration import).
+
+    Raises:
+        ValueError: the file is not a hilr SpaceMouse calibration or lacks a key.
+    """
+    import yaml
+
+    with open(path) as f:
+        doc = yaml.safe_load(f) or {}
+    if doc.get("format") != "hilr-calibration" or doc.get("kind") != "spacemouse":
+        raise ValueError(f"{path} is not a hilr SpaceMouse calibration file "
+                         f"(format={doc.get('format')!r}, kind={doc.get('kind')!r})")
+    data = doc.get("data") or {}
+    missing = [k for k in ("order", "sign", "deadzone") if k not in data]
+    if missing:
+        raise ValueError(f"{path}: calibration data lacks {missing}")
+    base = base or AxisMapConfig()
+    return AxisMapConfig(scale=base.scale, frame=base.frame, order=data["order"], sign=data["sign"],
+                         deadzone=data["deadzone"], bias=data.get("bias", (0.0,) * 6))
 
 
 def tool_to_base(command: np.ndarray, ee_quat: np.ndarray) -> np.ndarray:

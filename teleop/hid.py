@@ -14,6 +14,7 @@ import abc
 import collections
 import dataclasses
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,8 @@ class ReplaySourceConfig:
             (``HIDException``); otherwise the device stays idle (no new reports).
         vendor_id: USB vendor id to announce; None = the model's own from devices.toml.
         product_id: USB product id to announce; None = the model's own.
+        interval_s: time between reports, as the device sends them, seconds (0 = all
+            at once); the first report is due at ``open()``.
     """
 
     reports: Sequence[str] = ()
@@ -92,6 +95,11 @@ class ReplaySourceConfig:
     unplug_at_end: bool = False
     vendor_id: int | None = None
     product_id: int | None = None
+    interval_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.interval_s < 0:
+            raise ValueError(f"interval_s must be >= 0; got {self.interval_s}")
 
 
 def parse_hex_reports(lines: Sequence[str]) -> list[bytes]:
@@ -113,7 +121,8 @@ class ReplayHidDevice:
     """
 
     def __init__(self, reports: Sequence[bytes], vendor_id: int, product_id: int,
-                 unplug_at_end: bool = False, path: str = "replay://spacemouse") -> None:
+                 unplug_at_end: bool = False, path: str = "replay://spacemouse",
+                 interval_s: float = 0.0) -> None:
         self.path = path
         self.vendor_id = vendor_id
         self.product_id = product_id
@@ -127,6 +136,8 @@ class ReplayHidDevice:
         self._is_open = False
         self._lock = threading.Lock()
         self.reads = 0
+        self.interval_s = interval_s
+        self._next_due = 0.0
 
     def open(self) -> None:
         """Open the (replayed) device; fails like easyhid when unplugged."""
@@ -135,6 +146,7 @@ class ReplayHidDevice:
         if self._unplugged:
             raise HIDException("Failed to open device")
         self._is_open = True
+        self._next_due = time.monotonic()
 
     def close(self) -> None:
         """Close the device."""
@@ -173,8 +185,10 @@ class ReplayHidDevice:
                 self._unplugged = True
             if self._unplugged:
                 raise HIDException("Failed to read from HID device: -1")
-            if not self._queue:
+            now = time.monotonic()
+            if not self._queue or now < self._next_due:
                 return bytearray()
+            self._next_due = max(self._next_due + self.interval_s, now - self.interval_s)
             report = self._queue.popleft()
         return bytearray(report[:size].ljust(size, b"\x00"))
 
@@ -210,6 +224,7 @@ class ReplaySource(HidSource):
                 self.cfg.product_id if self.cfg.product_id is not None else spec.product_id,
                 unplug_at_end=self.cfg.unplug_at_end,
                 path=path or f"replay://{model}",
+                interval_s=self.cfg.interval_s,
             )
         if (self.device.vendor_id, self.device.product_id) != (spec.vendor_id, spec.product_id):
             raise DeviceError(

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from robot_env.hardware import DeviceError
-from teleop.base import TELEOPERATORS, AxisMapConfig, Teleoperator, TeleopState, map_axes
+from teleop.base import (TELEOPERATORS, AxisMapConfig, Teleoperator, TeleopState,
+                         axes_from_calibration, map_axes)
 from teleop.hid import HID_SOURCES
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,9 @@ class SpaceMouseConfig:
         path: HID path such as ``/dev/hidraw3``; wins over ``model``.
         axis_convention: pyspacemouse axis convention (``hid_z_up``: x right, y away
             from the user, z up, right-handed).
-        axes: per-axis scale, sign, dead-zone, order and frame.
+        axes: per-axis scale, sign, dead-zone, order, bias and frame.
+        calibration_file: a ``hilr calibrate spacemouse`` YAML; when set, its order, sign,
+            dead-zone and bias replace those of ``axes``.
         close_button: button name that closes the gripper (rising edge).
         open_button: button name that opens the gripper.
         intervention_button: button name that means "I am intervening" while held;
@@ -60,6 +63,7 @@ class SpaceMouseConfig:
     path: str | None = None
     axis_convention: str = "hid_z_up"
     axes: Any = dataclasses.field(default_factory=AxisMapConfig)
+    calibration_file: str | None = None
     close_button: str = "LEFT"
     open_button: str = "RIGHT"
     intervention_button: str | None = None
@@ -73,6 +77,8 @@ class SpaceMouseConfig:
     def __post_init__(self) -> None:
         if isinstance(self.axes, Mapping):
             self.axes = AxisMapConfig(**dict(self.axes))
+        if self.calibration_file:
+            self.axes = axes_from_calibration(self.calibration_file, self.axes)
         if self.poll_hz <= 0 or self.hold_s < 0 or self.reconnect_interval_s <= 0:
             raise ValueError("poll_hz and reconnect_interval_s must be > 0, hold_s >= 0")
 

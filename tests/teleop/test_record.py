@@ -141,3 +141,56 @@ def test_hilr_record_help_lists_options():
     assert out.returncode == 0
     for key in ("keep_only_successful", "teleop:", "sim_operator", "console"):
         assert key in out.stdout
+
+
+def test_hilr_record_with_replayed_spacemouse_config(tmp_path):
+    """The spacemouse_replay hydra config end to end: hex file -> pyspacemouse -> dataset."""
+    data = tmp_path / "sm"
+    hexfile = REPO / "tests" / "teleop" / "data" / "wireless_push_right.hex"
+    cmd, env = hilr(f"dataset={data}", "episodes=1", "keep_only_successful=false",
+                    "teleop=spacemouse_replay", f"teleop.source.file={hexfile}",
+                    "task.episode_steps=6", *[c for c in COMMON if "episode_steps" not in c],
+                    runs=tmp_path / "runs")
+    out = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    ep = load_episode(list_episodes(data)[0])
+    assert len(ep["action"]) == 6 and ep["intervened"].all()
+    np.testing.assert_allclose(ep["action"][-1, :6], [1, 0, 0, 0, 0, 0])  # full push right
+
+
+def test_spacemouse_drives_the_sim_arm_step_by_step(tmp_path):
+    """Reports pushed between steps: rest -> policy-free hold, push -> arm moves, click -> closes."""
+    import struct
+
+    from teleop.spacemouse import SpaceMouse, SpaceMouseConfig
+
+    sm = SpaceMouse(SpaceMouseConfig(model="SpaceMouseWireless", poll_hz=500.0,
+                                     source={"type": "replay"}))
+    sm.connect()
+    env = InterventionWrapper(make_env(ENV_CFG), sm, sticky_s=0.0)
+    writer = EpisodeWriter(tmp_path, fps=10, task="pick_cube", observation_space=env.observation_space,
+                           action_space=env.action_space)
+    script = {2: b"\x01" + struct.pack("<6h", 0, -350, 0, 0, 0, 0),  # push away from you
+              5: bytes([3, 1, 0]), 6: bytes([3, 0, 0]),                # click left: close
+              8: b"\x01" + struct.pack("<6h", 0, 0, 0, 0, 0, 0)}      # let go
+    count = [0]
+
+    def feed(info):
+        count[0] += 1
+        if count[0] in script:
+            sm.hid_device.push(script[count[0]])
+            while sm.hid_device.pending():
+                time.sleep(0.002)
+            time.sleep(0.01)
+    try:
+        record_episodes(env, writer, 1, progress=False, seed=0, max_attempts=1,
+                        on_step=feed, policy=None)
+    finally:
+        sm.disconnect()
+    ep = load_episode(list_episodes(tmp_path)[0])
+    flags = ep["intervened"]
+    assert not flags[:2].any() and flags[2:8].all() and not flags[9:].any(), flags
+    np.testing.assert_allclose(ep["action"][2], [0, 1, 0, 0, 0, 0, -1])  # +y in hid_z_up = away
+    np.testing.assert_allclose(ep["action"][6], [0, 1, 0, 0, 0, 0, 1])
+    assert ep["action"][-1][6] == 1.0  # the hold policy keeps the operator's closed gripper
+    assert ep["obs/state"][8, 1] > ep["obs/state"][2, 1] + 0.05  # the TCP moved along +y

@@ -150,3 +150,21 @@ def test_map_axes_rejects_nan_and_tool_frame_rotation():
     q = np.array([0, 0, np.sin(np.pi / 4), np.cos(np.pi / 4)])
     np.testing.assert_allclose(tool_to_base(np.array([1, 0, 0, 0, 0, 0.5]), q),
                                [0, 1, 0, 0, 0, 0.5], atol=1e-6)
+
+
+def test_calibration_file_sets_axes(tmp_path):
+    import yaml
+
+    path = tmp_path / "spacemouse.yaml"
+    path.write_text(yaml.safe_dump({
+        "format": "hilr-calibration", "version": 1, "kind": "spacemouse",
+        "data": {"order": [1, 0, 2, 4, 3, 5], "sign": [1, -1, 1, 1, -1, 1],
+                 "deadzone": [0.1] * 6, "bias": [0.0, 0.02, 0, 0, 0, 0]}}))
+    with make(reports=[wireless_motion(y=-182)], calibration_file=str(path)) as sm:
+        wait_drained(sm)
+        st = sm.read()
+    # device y (+0.52 after hid_z_up) minus bias 0.02 = 0.5 -> robot x; dead-zone 0.1
+    np.testing.assert_allclose(st.command, [(0.5 - 0.1) / 0.9, 0, 0, 0, 0, 0], atol=2e-3)
+    path.write_text(yaml.safe_dump({"format": "hilr-calibration", "kind": "crops", "data": {}}))
+    with pytest.raises(ValueError, match="not a hilr SpaceMouse calibration"):
+        SpaceMouseConfig(model="SpaceMouseWireless", calibration_file=str(path))
