@@ -87,6 +87,7 @@ class TransitionReceiver:
         self.instance_id = random_id()
         self.rejections = Rejections("transition receiver", log)
         self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)  # notified when transitions are queued
         self._streams: dict[StreamKey, _StreamState] = {}
         self._routes: dict[StreamKey, bytes] = {}
         self._queue: deque[ReceivedTransition] = deque()
@@ -96,6 +97,7 @@ class TransitionReceiver:
         self._counts = {"received": 0, "duplicates": 0, "deferred": 0, "delivered": 0,
                         "acked": 0, "pings": 0, "bytes": 0}
         self._per_actor: dict[str, int] = {}
+        self._last_seen: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -162,11 +164,10 @@ class TransitionReceiver:
             New (de-duplicated) transitions; each is acknowledged now (``deliver``) or at
             the next :meth:`commit` (``commit``).
         """
-        deadline = time.monotonic() + timeout_s
-        while not self._queue and time.monotonic() < deadline:
-            time.sleep(0.001)
         out: list[ReceivedTransition] = []
-        with self._lock:
+        with self._ready:
+            if not self._queue and timeout_s > 0:
+                self._ready.wait_for(lambda: bool(self._queue), timeout_s)
             while self._queue and (max_items is None or len(out) < max_items):
                 tr = self._queue.popleft()
                 key = (tr.actor_id, tr.stream)
@@ -212,10 +213,13 @@ class TransitionReceiver:
                 self._streams[key] = _StreamState(SeqSet.from_dict(d), SeqSet.from_dict(d), SeqSet.from_dict(d))
 
     def stats(self) -> dict[str, Any]:
-        """Counters: received (new), duplicates, deferred (queue full), delivered, acked, pings,
-        bytes, queued, per-actor counts, rejections by reason."""
+        """Counters: received (new), duplicates, deferred (queue full), delivered, acked (final),
+        pings, bytes, queued, per-actor transition counts, seconds since each actor's last
+        transition (``actor_last_seen_s``), rejections by reason."""
+        now = time.monotonic()
         with self._lock:
             return {**self._counts, "queued": len(self._queue), "per_actor": dict(self._per_actor),
+                    "actor_last_seen_s": {a: now - t for a, t in self._last_seen.items()},
                     "rejected": self.rejections.counts()}
 
     # ------------------------------------------------------------------ I/O thread
@@ -238,6 +242,7 @@ class TransitionReceiver:
         sent = f.get("sent_unix")
         with self._lock:
             self._routes[key] = identity
+            self._last_seen[f["actor"]] = time.monotonic()
             st = self._streams.get(key)
             if st is None:
                 st = self._streams[key] = _StreamState(SeqSet(), SeqSet(), SeqSet())
@@ -267,6 +272,7 @@ class TransitionReceiver:
             self._counts["received"] += 1
             self._counts["bytes"] += msg.nbytes
             self._per_actor[f["actor"]] = self._per_actor.get(f["actor"], 0) + 1
+            self._ready.notify_all()
 
     def _receive(self) -> None:
         pong = None
