@@ -79,16 +79,21 @@ def make_env(cfg: Mapping[str, Any] | None = None, *, success: SuccessSource | N
     robot = dict(cfg.get("robot") or {"type": "mujoco"})
     world = None
     if robot.get("type") == "mujoco":
-        from robot_env.sim import SimWorld
-        from robot_env.sim.devices import SimSuccess
+        from robot_env.sim.devices import SimSuccess  # also registers ARMS["mujoco"]
+        from robot_env.sim.world import SimWorld
 
         arm_cfg = ARMS.config(robot)
         world = SimWorld(task, arm_cfg.world_config())
         arm = ARMS.make(arm_cfg, world=world)
         success = success or SimSuccess(world)
     else:
+        import robot_env.cameras  # noqa: F401  (registers CAMERAS "realsense", "opencv")
+        import robot_env.ros  # noqa: F401  (registers ARMS/CAMERAS "ros"; rclpy loads on connect)
+
         arm = ARMS.make(robot)
-        success = success or NoSuccess()
+        # a robot that reports its own task state (the ROS2 sim robot) supplies the success source
+        feed = arm.task_feed() if hasattr(arm, "task_feed") else None
+        success = success or feed or NoSuccess()
     cameras = {}
     for name, spec in (cfg.get("camera") or {}).items():
         spec = dict(spec)

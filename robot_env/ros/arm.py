@@ -141,6 +141,22 @@ class RosArm(Arm):
         return self._node is not None
 
     @property
+    def node(self):
+        """The backend's ``rclpy`` node while connected (spun by the shared executor), else None."""
+        return self._node
+
+    def task_feed(self):
+        """A ``SuccessSource`` reading the robot's task report, or None (real robots).
+
+        Used by ``make_env`` when the profile names a ``task_state_topic`` (the sim robot).
+        """
+        if not self.cfg.task_state_topic:
+            return None
+        from robot_env.ros.task_feed import RosTaskFeed
+
+        return RosTaskFeed(self)
+
+    @property
     def estopped(self) -> bool:
         """True while the e-stop topic's latest message is True."""
         return self._estop

@@ -54,6 +54,10 @@ class RosArmConfig:
         home_quat: (4,) home TCP orientation, xyzw, base frame.
         home_tolerance_m: ``move_home`` is done within this distance, metres.
         home_timeout_s: ``move_home`` gives up after this long, s.
+        task_state_topic: ``std_msgs/String`` JSON task report (``success``, ``failure``,
+            ``task_state``, ``episode``) published by a sim robot; null on real robots.
+        reset_service: ``std_srvs/Trigger`` that re-randomises a sim robot's scene; null
+            on real robots. Both feed :class:`robot_env.ros.task_feed.RosTaskFeed`.
     """
 
     profile: str = "sim"
@@ -83,6 +87,8 @@ class RosArmConfig:
     home_quat: tuple = (1.0, 0.0, 0.0, 0.0)
     home_tolerance_m: float = 0.01
     home_timeout_s: float = 10.0
+    task_state_topic: str | None = "/sim_robot/task_state"
+    reset_service: str | None = "/sim_robot/reset"
 
     def __post_init__(self) -> None:
         if self.command_mode not in COMMAND_MODES:

@@ -3,8 +3,9 @@
 Every ROS2 backend (arm, camera, task link) calls :func:`create_node` in ``connect()``
 and :func:`destroy_node` in ``disconnect()``. The first call initialises a private
 ``rclpy.Context`` (no signal handlers: Ctrl-C stays the host app's business) and starts a
-``MultiThreadedExecutor`` spinning in a daemon thread; the last ``destroy_node`` shuts it
-down. Callbacks store the latest message behind a lock; ``env.step()`` never spins.
+``SingleThreadedExecutor`` spinning in a daemon thread; the last ``destroy_node`` shuts it
+down. Callbacks only store the latest message behind a lock (microseconds), so one thread
+serves them all with the least overhead; ``env.step()`` never spins.
 
 Using a private context (not rclpy's global one) means a host app that runs its own
 ``rclpy.init()`` is unaffected, and tests can connect and disconnect backends repeatedly.
@@ -31,7 +32,7 @@ def create_node(kind: str) -> Any:
     """
     import rclpy
     from rclpy.context import Context
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.signals import SignalHandlerOptions
 
@@ -39,8 +40,9 @@ def create_node(kind: str) -> Any:
         if not _state:
             context = Context()
             rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
-            executor = MultiThreadedExecutor(num_threads=2, context=context)
-            thread = threading.Thread(target=_spin, args=(executor,), name="hilr-rclpy-executor", daemon=True)
+            executor = SingleThreadedExecutor(context=context)
+            thread = threading.Thread(target=_spin, args=(executor, context), name="hilr-rclpy-executor",
+                                      daemon=True)
             _state.update(context=context, executor=executor, thread=thread, nodes=set())
             thread.start()
         safe = "".join(c if c.isalnum() else "_" for c in kind)
@@ -50,13 +52,21 @@ def create_node(kind: str) -> Any:
         return node
 
 
-def _spin(executor: Any) -> None:
+def _spin(executor: Any, context: Any) -> None:
+    from rclpy._rclpy_pybind11 import InvalidHandle
     from rclpy.executors import ExternalShutdownException
 
-    try:
-        executor.spin()
-    except ExternalShutdownException:
-        pass
+    while context.ok():
+        try:
+            executor.spin_once(timeout_sec=0.1)
+        except ExternalShutdownException:
+            return
+        except InvalidHandle:
+            continue  # a node was destroyed while in the wait set; the next wait excludes it
+        except Exception:
+            if not context.ok():
+                return  # shutting down
+            raise
 
 
 def destroy_node(node: Any) -> None:
