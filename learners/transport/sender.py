@@ -70,7 +70,7 @@ class TransitionSender:
         self._outbox: Outbox | None = None
         self._last_rx: float | None = None
         self._learner_id: int | None = None
-        self._counts = {"sent": 0, "resent": 0, "acked": 0, "pings": 0, "reconnects": 0}
+        self._counts = {"sent": 0, "resent": 0, "acked": 0, "pings": 0, "reconnects": 0, "unreadable": 0}
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> TransitionSender:
@@ -219,6 +219,17 @@ class TransitionSender:
             self._unsent.append(key)
         self._full_error = None
 
+    def _frame_of(self, key: Key) -> bytes | None:
+        """The outbox frame, or None if its spill file became unreadable (then dropped, loudly)."""
+        try:
+            return self._outbox.get(key)
+        except OSError as exc:
+            log.error("transition sender %s: spilled transition %s unreadable (%s); dropping it",
+                      self.actor_id, key, exc)
+            self._outbox.remove(key)
+            self._counts["unreadable"] += 1
+            return None
+
     def _send_frame(self, data: bytes) -> bool:
         try:
             self._sock.send(data, zmq.NOBLOCK, copy=False)
@@ -289,21 +300,24 @@ class TransitionSender:
             key, sent_at = next(iter(self._in_flight.items()))
             if now - sent_at < self.cfg.ack_timeout_s:
                 break
-            if key not in self._outbox:
+            frame = self._frame_of(key) if key in self._outbox else None
+            if frame is None:
                 self._in_flight.pop(key)
                 continue
-            if not self._send_frame(self._outbox.get(key)):
+            if not self._send_frame(frame):
                 return
             self._in_flight[key] = now
             self._in_flight.move_to_end(key)
             self._counts["resent"] += 1
         while self._unsent and len(self._in_flight) < self.cfg.max_in_flight:
             key = self._unsent[0]
-            if key not in self._outbox or key in self._in_flight or key in self._held:
+            frame = None if key in self._in_flight or key in self._held or key not in self._outbox \
+                else self._frame_of(key)
+            if frame is None:
                 self._unsent.popleft()
                 self._requeued.discard(key)
                 continue
-            if not self._send_frame(self._outbox.get(key)):
+            if not self._send_frame(frame):
                 return
             self._unsent.popleft()
             self._in_flight[key] = now
@@ -318,8 +332,9 @@ class TransitionSender:
         poller.register(self._sock, zmq.POLLIN)
         poller.register(self._waker.fileno(), zmq.POLLIN)
         next_ping = 0.0
-        try:
-            while not self._stop.is_set():
+        failures = 0
+        while not self._stop.is_set():
+            try:
                 now = time.monotonic()
                 if now >= next_ping:
                     ping = wire.encode("ping", {"actor": self.actor_id})
@@ -333,6 +348,14 @@ class TransitionSender:
                 self._receive()
                 self._drain_incoming()
                 self._pump(time.monotonic())
-        except Exception as exc:  # the actor keeps running; the outbox still holds everything
-            log.exception("transition sender %s: I/O thread failed", self.actor_id)
-            self._io_error = f"I/O thread failed: {exc!r}"
+                failures = 0
+            except zmq.ContextTerminated:
+                return
+            except Exception as exc:  # e.g. a full disk: the outbox still holds everything; retry
+                failures += 1
+                if failures <= 3 or failures % 100 == 0:
+                    log.exception("transition sender %s: I/O error #%d; retrying", self.actor_id, failures)
+                if failures >= 1000:  # ~100 s of constant failure: tell the actor loop
+                    self._io_error = f"I/O thread gave up after {failures} errors: {exc!r}"
+                    return
+                time.sleep(0.1)

@@ -189,3 +189,19 @@ def test_full_receiver_defers_without_losing_and_keeps_answering_pings():
         assert tx.learner_alive  # pings answered although the queue is full
         got = collect(rx, 40, timeout_s=10.0)
         assert sorted(t.seq for t in got) == list(range(40))
+
+
+def test_spill_file_lost_under_the_actor_is_reported_and_the_rest_still_flows(tmp_path, caplog):
+    cfg = fast_cfg(outbox_memory_messages=0, outbox_dir=str(tmp_path))
+    port = free_port()
+    with TransitionSender(cfg, "robot6", port=port) as tx:
+        for i in range(6):
+            tx.send(make_transition(i, image=False), policy_version=0)
+        assert wait_for(lambda: len(list(tmp_path.glob("*.msg"))) == 6)
+        sorted(tmp_path.glob("*.msg"))[2].unlink()  # e.g. an operator cleaning the disk
+        with TransitionReceiver(cfg, port=port) as rx:
+            got = collect(rx, 5)
+            assert tx.flush(3.0)
+        assert sorted(int(t.data["index"]) for t in got) == [0, 1, 3, 4, 5]
+        assert tx.stats()["unreadable"] == 1
+    assert "unreadable" in caplog.text
