@@ -9,8 +9,12 @@ sending end (actor) is this process and the receiving end (learner) a child proc
 (``python -m learners.transport.bench --serve ...``); both clocks are the system-wide
 ``time.monotonic``.
 
-Options (``hilr bench transport key=value``; all optional): ``n`` transitions per repeat
-(default 2000), ``repeats`` (3; the median is reported), ``image_size`` (128).
+A last, paced run sends ``paced_n`` transitions at ``paced_hz`` (an actor's load) and
+reports how long each ``send()`` call took: what the control loop pays.
+
+Options (``hilr bench transport +key=value``; all optional): ``n`` transitions per repeat
+(default 2000), ``repeats`` (3; the median is reported), ``image_size`` (128),
+``paced_hz`` (100), ``paced_n`` (300; 0 skips the paced run).
 """
 
 from __future__ import annotations
@@ -130,6 +134,33 @@ def bench_hilr(transitions: list[dict[str, Any]], n: int) -> dict[str, float]:
             "send_p50_us": 1e6 * float(np.percentile(send_s, 50)), "send_p99_us": 1e6 * float(np.percentile(send_s, 99))}
 
 
+def bench_paced(transitions: list[dict[str, Any]], n: int, hz: float) -> dict[str, float]:
+    """An actor-like load: ``n`` transitions at ``hz`` on absolute deadlines; the latency
+    of each ``send()`` call (what the control loop pays) and the end-to-end delay from
+    ``send()`` to the learner's ``poll()`` (both processes share ``time.monotonic``)."""
+    proc, port = _child("hilr", n)
+    cfg = TransportConfig(transitions_port=0, weights_port=0)
+    try:
+        with TransitionSender(cfg, "bench-paced", port=port) as tx:
+            _expect(proc, "READY")
+            send_s: list[float] = []
+            t0 = time.monotonic()
+            for i in range(n):
+                time.sleep(max(0.0, t0 + i / hz - time.monotonic()))
+                s0 = time.perf_counter()
+                tx.send(transitions[i % len(transitions)], policy_version=1)
+                send_s.append(time.perf_counter() - s0)
+            _expect(proc, "DONE")
+            if not tx.flush(30.0):
+                raise RuntimeError("bench: acknowledgements missing")
+    finally:
+        proc.stdin.close()
+        proc.wait(10)
+    us = 1e6 * np.asarray(send_s)
+    return {"hz": hz, "n": n, "send_p50_us": float(np.percentile(us, 50)),
+            "send_p99_us": float(np.percentile(us, 99)), "send_max_us": float(us.max())}
+
+
 def bench_raw(frame: bytes, n: int, pattern: str) -> dict[str, float]:
     """Send ``n`` copies of ``frame`` over raw ZMQ (``dealer`` -> ROUTER or ``push`` -> PULL)
     to a child process; no serialization, no acks."""
@@ -165,6 +196,8 @@ def run(cfg: dict) -> dict:
     frame = wire.encode("transition", {"actor": "bench", "stream": 1, "seq": 0, "policy_version": 1,
                                        "sent_unix": time.time()}, transitions[0])
     runs: dict[str, list[dict[str, float]]] = {"hilr": [], "raw_dealer_router": [], "raw_push_pull": []}
+    paced_hz = float(cfg.get("paced_hz", 100.0))
+    paced_n = int(cfg.get("paced_n", 300))
     bench_hilr(transitions, min(n, 200))  # warm-up (imports, allocator, first connections)
     for _ in tqdm(range(repeats), desc="bench transport", unit="repeat"):
         runs["hilr"].append(bench_hilr(transitions, n))
@@ -183,6 +216,7 @@ def run(cfg: dict) -> dict:
     hilr["send_p50_us"] = statistics.median(r["send_p50_us"] for r in runs["hilr"])
     hilr["send_p99_us"] = statistics.median(r["send_p99_us"] for r in runs["hilr"])
     hilr["resent"] = sum(r["resent"] for r in runs["hilr"])
+    result["paced"] = bench_paced(transitions, paced_n, paced_hz) if paced_n > 0 else None
     for base in ("raw_dealer_router", "raw_push_pull"):
         result[f"ratio_vs_{base}"] = hilr["transitions_per_s"] / result[base]["transitions_per_s"]
 
@@ -194,7 +228,11 @@ def run(cfg: dict) -> dict:
         print(f"{name:<22}{r['transitions_per_s']:>15.0f}{r['mb_per_s']:>10.1f}"
               f"{hilr['transitions_per_s'] / r['transitions_per_s']:>10.2f}")
     print(f"hilr incl. final acks: {hilr['transitions_per_s_acked']:.0f} transitions/s; "
-          f"send() p50 {hilr['send_p50_us']:.0f} us, p99 {hilr['send_p99_us']:.0f} us")
+          f"send() p50 {hilr['send_p50_us']:.0f} us, p99 {hilr['send_p99_us']:.0f} us (saturated)")
+    if result["paced"]:
+        p = result["paced"]
+        print(f"paced like an actor ({p['n']} at {p['hz']:.0f} Hz): send() p50 {p['send_p50_us']:.0f} us, "
+              f"p99 {p['send_p99_us']:.0f} us, max {p['send_max_us']:.0f} us")
     return result
 
 
