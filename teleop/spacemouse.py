@@ -166,23 +166,28 @@ class SpaceMouse(Teleoperator):
         last_t = None
         while not self._stop.is_set():
             try:
-                state = self._mouse.read()
+                # Drain every queued report (two-channel models send translation and
+                # rotation separately), then publish the newest state once.
+                fresh = False
+                for _ in range(64):
+                    state = self._mouse.read()
+                    if state.t == last_t or state.t < 0:
+                        break
+                    last_t, fresh = state.t, True
+                    raw = np.array([getattr(state, a) for a in AXES], dtype=np.float64)
+                    buttons = tuple(int(b) for b in state.buttons)
+                    with self._lock:
+                        self._raw, self._buttons = raw, buttons
+                        self._stamp = self.clock()
+                        self.reports_received += 1
+                        self._update_buttons(self._mouse.info.button_names)
             except (HIDException, OSError, RuntimeError) as exc:
                 if not self._handle_failure(exc):
                     return
                 last_t = None
                 continue
-            if state.t != last_t and state.t >= 0:
-                last_t = state.t
-                raw = np.array([getattr(state, a) for a in AXES], dtype=np.float64)
-                with self._lock:
-                    self._raw = raw
-                    self._buttons = tuple(int(b) for b in state.buttons)
-                    self._stamp = self.clock()
-                    self.reports_received += 1
-                    self._update_buttons(self._mouse.info.button_names)
-            elif (not self._warned_silent and self.reports_received == 0
-                  and self.clock() - self._connected_at > self.cfg.silent_warn_s):
+            if (not fresh and not self._warned_silent and self.reports_received == 0
+                    and self.clock() - self._connected_at > self.cfg.silent_warn_s):
                 self._warned_silent = True
                 log.warning("SpaceMouse %s sent no report in %.0f s since connect: touch it; if "
                             "it still reads nothing, the wrong HID interface/model is open",
