@@ -37,6 +37,7 @@ class DriveConfig:
         poll_s: state polling period while waiting, seconds.
         bounds_min: (3,) lower workspace bound for targets, metres, base frame (None = unchecked).
         bounds_max: (3,) upper workspace bound, metres, base frame.
+        frame_timeout_s: wait at most this long for a frame captured after settling, seconds.
     """
 
     pos_tol: float = 0.003
@@ -46,6 +47,7 @@ class DriveConfig:
     poll_s: float = 0.02
     bounds_min: Sequence[float] | None = None
     bounds_max: Sequence[float] | None = None
+    frame_timeout_s: float = 2.0
 
 
 @dataclasses.dataclass
@@ -109,6 +111,24 @@ def move_and_wait(arm: Arm, pos: np.ndarray, quat: np.ndarray, cfg: DriveConfig,
     return arm.read_state()
 
 
+def fresh_frame(camera: Camera, timeout_s: float):
+    """A frame that arrived after this call began (``Frame.stamp`` is ``time.monotonic()``),
+    so the image matches the settled arm pose and never an older, motion-blurred one.
+
+    Raises:
+        CalibrationError: none within ``timeout_s``.
+    """
+    t_request = time.monotonic()
+    deadline = t_request + timeout_s
+    while True:
+        frame = camera.read()
+        if frame.stamp >= t_request:
+            return frame
+        if time.monotonic() > deadline:
+            raise CalibrationError(f"no camera frame newer than the settled arm pose within {timeout_s} s")
+        time.sleep(0.005)
+
+
 def collect_hand_eye_samples(
     arm: Arm,
     camera: Camera,
@@ -142,11 +162,7 @@ def collect_hand_eye_samples(
     samples, missed = [], []
     for k, (pos, quat) in enumerate(tqdm(poses, desc="hand-eye poses", disable=not progress)):
         state = move_and_wait(arm, np.asarray(pos, float), np.asarray(quat, float), cfg, clock, sleep)
-        t_min = clock()
-        frame = camera.read()
-        while frame.stamp < t_min - 1e-3 and clock() < t_min + 2.0:  # a frame taken after settling
-            sleep(cfg.poll_s)
-            frame = camera.read()
+        frame = fresh_frame(camera, cfg.frame_timeout_s)
         try:
             det = board.detect(frame.color)
         except BoardNotFoundError as exc:

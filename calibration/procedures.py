@@ -14,9 +14,8 @@ import numpy as np
 
 from calibration.board import BoardDetection, CharucoBoard
 from calibration.drive import DriveConfig, HandEyeSample, collect_hand_eye_samples
-from calibration.errors import BoardNotFoundError, CalibrationError
+from calibration.errors import BoardNotFoundError, CalibrationError, DegeneratePosesError
 from calibration.files import CalibrationFile
-from calibration.guidance import generate_pose_list
 from calibration.handeye import HandEyeResult, calibrate_hand_eye
 from calibration.intrinsics import Intrinsics
 from calibration.transforms import matrix_to_pose
@@ -97,15 +96,17 @@ def run_hand_eye(
     camera: Camera,
     board: CharucoBoard,
     intrinsics: Intrinsics,
-    poses: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+    poses: Sequence[tuple[np.ndarray, np.ndarray]],
     mounting: str = "eye_in_hand",
     method: str = "park",
     backend: str = "auto",
     drive: DriveConfig | None = None,
-    pose_list: dict | None = None,
     min_poses: int = 6,
+    max_spread_mm: float = 5.0,
     progress: bool = True,
-) -> tuple[HandEyeResult, list[HandEyeSample]]:
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[HandEyeResult, list[HandEyeSample], list[int]]:
     """Drive the arm through poses, detect the board at each, and solve hand-eye.
 
     Args:
@@ -113,29 +114,29 @@ def run_hand_eye(
         camera: connected camera (wrist for ``eye_in_hand``, fixed for ``eye_to_hand``).
         board: the board.
         intrinsics: the camera's intrinsics.
-        poses: explicit targets ``(pos, quat xyzw)``; None = ``generate_pose_list`` around the
-            arm's current pose with ``pose_list`` keyword arguments.
-        mounting, method, backend: see ``calibrate_hand_eye``.
+        poses: targets ``(pos (3,), quat xyzw (4,))``, base frame (e.g. ``generate_pose_list``).
+        mounting, method, backend, min_poses, max_spread_mm: see ``calibrate_hand_eye``.
         drive: motion settings (tolerances, workspace bounds).
-        pose_list: keyword arguments of ``generate_pose_list`` (when ``poses`` is None).
-        min_poses: fewest poses with the board found.
         progress: tqdm bar.
+        clock, sleep: time source for waiting on the arm (sim time for an in-process sim).
 
     Returns:
-        ``(result, samples)``.
+        ``(result, samples, missed)``: ``missed`` are the pose indices without the board.
     """
-    if poses is None:
-        state = arm.read_state()
-        poses = generate_pose_list(state.ee_pos, state.ee_quat, **(pose_list or {}))
-    samples, missed = collect_hand_eye_samples(arm, camera, board, poses, drive, progress=progress)
+    samples, missed = collect_hand_eye_samples(arm, camera, board, poses, drive, progress, clock, sleep)
     if missed:
         log.warning("board not found at %d of %d poses: %s", len(missed), len(poses), missed)
+    if len(samples) < min_poses:
+        raise DegeneratePosesError(
+            f"board found at only {len(samples)} of {len(poses)} poses (need {min_poses}); "
+            "bring the board closer to the middle of the pose list's view"
+        )
     T_cam_board, _ = board_poses(board, [s.detection for s in samples], intrinsics)
     result = calibrate_hand_eye([s.T_base_ee for s in samples], T_cam_board, mounting, method, backend,
-                                min_poses=min_poses)
+                                min_poses=min_poses, max_spread_mm=max_spread_mm)
     for w in result.warnings:
         log.warning("hand-eye: %s", w)
-    return result, samples
+    return result, samples, missed
 
 
 def intrinsics_file(intr: Intrinsics, serial: str | None, name: str | None, board: CharucoBoard,
@@ -170,11 +171,17 @@ def handeye_file(result: HandEyeResult, serial: str | None, name: str | None) ->
 def workspace_file(bounds: WorkspaceBounds) -> CalibrationFile:
     """Calibration file content for workspace bounds."""
     return CalibrationFile("workspace", bounds.to_dict(), frames={
-        "min/max": "axis-aligned box for the end-effector position (ee_pos), arm base frame, metres"})
+        "workspace_low/workspace_high": "corners of the axis-aligned box for the end-effector position (ee_pos), arm base frame, metres"})
 
 
 def crops_file(crops: dict, image_sizes: dict, serials: dict) -> CalibrationFile:
     """Calibration file content for per-camera crops ``{name: [x, y, w, h]}`` (pixels)."""
-    data = {name: {"crop_xywh": list(map(int, crop)), "image_size": list(image_sizes[name]),
-                   "camera_serial": serials.get(name)} for name, crop in crops.items()}
-    return CalibrationFile("crops", data, frames={"crop_xywh": "pixels of the full colour frame, top-left origin"})
+    data = {}
+    for name, (x, y, w, h) in crops.items():
+        W, H = image_sizes[name]
+        data[name] = {"crop_xywh": [int(x), int(y), int(w), int(h)], "image_size": [int(W), int(H)],
+                      "crop_fractions": [x / W, y / H, (x + w) / W, (y + h) / H],
+                      "camera_serial": serials.get(name)}
+    return CalibrationFile("crops", data, frames={
+        "crop_xywh": "pixels of the full colour frame, top-left origin",
+        "crop_fractions": "[x0, y0, x1, y1] as fractions of the frame (the operator console's crop format)"})

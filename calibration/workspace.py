@@ -50,7 +50,9 @@ class WorkspaceBounds:
     def to_dict(self) -> dict:
         """Plain-dict form for the calibration file (metres, base frame)."""
         return {
-            "min": self.min.tolist(), "max": self.max.tolist(), "margin": float(self.margin),
+            # The names of robot_env's safety limits (task/safety config), so the values can be
+            # passed on unchanged: safety.workspace_low / safety.workspace_high.
+            "workspace_low": self.min.tolist(), "workspace_high": self.max.tolist(), "margin": float(self.margin),
             "n_samples": int(self.n_samples), "taught_min": self.taught_min.tolist(),
             "taught_max": self.taught_max.tolist(),
         }
