@@ -22,6 +22,7 @@ from pathlib import Path
 
 import zmq
 
+from learners.transport.common import Rejections
 from learners.transport.config import CurveConfig
 
 log = logging.getLogger(__name__)
@@ -76,10 +77,12 @@ class ServerAuth:
     Args:
         ctx: the context whose sockets this guards (one authenticator per context).
         curve: the CURVE config; when disabled every method is a no-op.
+        rejections: where refused clients are counted and logged (reason ``auth_denied``).
     """
 
-    def __init__(self, ctx: zmq.Context, curve: CurveConfig) -> None:
+    def __init__(self, ctx: zmq.Context, curve: CurveConfig, rejections: Rejections | None = None) -> None:
         self.curve = curve
+        self.rejections = rejections
         self._ctx = ctx
         self._auth = None
         self._keys: tuple[bytes, bytes] | None = None
@@ -96,7 +99,16 @@ class ServerAuth:
             raise CurveSetupError(f"transport.curve.authorized_clients_dir={clients!r} is not a directory")
         from zmq.auth.thread import ThreadAuthenticator
 
-        self._auth = ThreadAuthenticator(self._ctx, log=logging.getLogger(__name__ + ".zap"))
+        rejections = self.rejections
+
+        class _LoggingAuthenticator(ThreadAuthenticator):
+            # pyzmq logs refusals at DEBUG only; an operator wants to see them.
+            def _send_zap_reply(self, request_id, status_code, status_text, user_id="anonymous"):
+                if status_code != b"200" and rejections is not None:
+                    rejections.reject("auth_denied", f"CURVE client refused: {status_text.decode(errors='replace')}")
+                super()._send_zap_reply(request_id, status_code, status_text, user_id)
+
+        self._auth = _LoggingAuthenticator(self._ctx, log=logging.getLogger(__name__ + ".zap"))
         self._auth.start()
         self._auth.configure_curve(domain="*", location=str(clients))
         self._keys = (public, secret)

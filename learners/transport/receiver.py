@@ -107,7 +107,7 @@ class TransitionReceiver:
         if self._thread is not None:
             raise RuntimeError("receiver already started")
         self._ctx = zmq.Context()
-        self._auth = ServerAuth(self._ctx, self.cfg.curve)
+        self._auth = ServerAuth(self._ctx, self.cfg.curve, self.rejections)
         sock = self._ctx.socket(zmq.ROUTER)
         try:
             self._auth.start()

@@ -41,6 +41,7 @@ class WeightPublisher:
         self.version: int | None = None
         self.published = 0
         self.instance_id = random_id()
+        self.rejections = Rejections("weight publisher", log)  # refused CURVE clients
         self._latest: bytes | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -51,7 +52,7 @@ class WeightPublisher:
         if self._thread is not None:
             raise RuntimeError("publisher already started")
         self._ctx = zmq.Context()
-        self._auth = ServerAuth(self._ctx, self.cfg.curve)
+        self._auth = ServerAuth(self._ctx, self.cfg.curve, self.rejections)
         sock = self._ctx.socket(zmq.PUB)
         try:
             self._auth.start()

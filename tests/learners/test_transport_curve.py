@@ -50,6 +50,7 @@ def test_transitions_right_key_works_wrong_or_no_key_gets_nothing(keys):
             assert good.learner_alive and not bad.learner_alive and not plain.learner_alive
             assert bad.stats()["acked"] == plain.stats()["acked"] == 0 and bad.pending == plain.pending == 5
             assert rx.stats()["pings"] > 0 and set(rx.stats()["per_actor"]) == {"ok"}
+            assert rx.stats()["rejected"].get("auth_denied", 0) >= 1  # the wrong key, logged
         finally:
             for tx in (good, bad, plain):
                 tx.close()
@@ -67,6 +68,7 @@ def test_weights_right_key_receives_wrong_or_no_key_receives_nothing(keys):
             time.sleep(0.5)  # ~10 republishes
             assert bad.poll_latest() is None and plain.poll_latest() is None
             assert bad.last_rx is None and plain.last_rx is None
+            assert pub.rejections.counts().get("auth_denied", 0) >= 1
         finally:
             for s in (good, bad, plain):
                 s.close()
