@@ -14,7 +14,7 @@ from learners.transport.config import CurveConfig, TransportConfig
 from learners.transport.outbox import OutboxFull
 from learners.transport.receiver import ReceivedTransition, TransitionReceiver, copy_arrays
 from learners.transport.sender import TransitionSender
-from learners.transport.weights import WeightPublisher, WeightSubscriber
+from learners.transport.weights import WeightPublisher, WeightSubscriber, trainable_numpy
 from learners.transport.wire import WireError
 
 __all__ = [
@@ -28,4 +28,5 @@ __all__ = [
     "WeightSubscriber",
     "WireError",
     "copy_arrays",
+    "trainable_numpy",
 ]

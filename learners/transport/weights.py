@@ -26,6 +26,15 @@ from learners.transport.config import TransportConfig
 log = logging.getLogger(__name__)
 
 
+def trainable_numpy(module: Any) -> dict[str, np.ndarray]:
+    """``{name: float array}`` of a ``torch.nn.Module``'s trainable parameters only.
+
+    Parameters with ``requires_grad=False`` (a frozen encoder, the frozen BC base policy)
+    are left out, so they never travel. Arrays are CPU copies, safe to publish.
+    """
+    return {name: p.detach().cpu().numpy().copy() for name, p in module.named_parameters() if p.requires_grad}
+
+
 class WeightPublisher:
     """Learner side: publishes versioned weights to every subscribed actor.
 

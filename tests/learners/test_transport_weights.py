@@ -92,3 +92,28 @@ def test_restarted_learner_may_restart_lower_versions():
     finally:
         pub.close()
         sub.close()
+
+
+def test_only_trainable_weights_travel_and_load_back_exactly():
+    import torch
+
+    from learners.transport import trainable_numpy
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    encoder, residual = torch.nn.Linear(8, 4), torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh())
+    encoder.requires_grad_(False)
+    model = torch.nn.ModuleDict({"encoder": encoder, "residual": residual})
+    weights = trainable_numpy(model)
+    assert sorted(weights) == ["residual.0.bias", "residual.0.weight"]
+    cfg = fast_cfg(weights_republish_s=0.05)
+    with WeightPublisher(cfg) as pub, WeightSubscriber(cfg, port=pub.port) as sub:
+        pub.publish(1, weights)
+        got = _poll_until(sub)
+    assert got and got[0][0] == 1
+    clone = torch.nn.ModuleDict({"encoder": torch.nn.Linear(8, 4),
+                                 "residual": torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh())})
+    missing, unexpected = clone.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in got[0][1].items()}, strict=False)
+    assert not unexpected and sorted(missing) == ["encoder.bias", "encoder.weight"]
+    for (n, p), (_, q) in zip(model["residual"].named_parameters(), clone["residual"].named_parameters()):
+        assert torch.equal(p, q), n
