@@ -59,6 +59,8 @@ class RosArm(Arm):
         self._estop = False
         self._commanded_width = cfg.gripper_max_width
         self.dropped_commands = 0
+        #: header stamp (ROS time = system clock, seconds) of the newest ee pose: end-to-end age probes
+        self.pose_header_stamp: float | None = None
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -197,6 +199,7 @@ class RosArm(Arm):
             return self._bad("pose", f"bad end-effector pose {pos} {quat}")
         quat = quat_normalize(quat)
         self._store("pose", (pos, quat))
+        self.pose_header_stamp = runtime.stamp_to_seconds(msg.header.stamp)
         if self.cfg.ee_twist_topic:
             return
         t = runtime.stamp_to_seconds(msg.header.stamp)

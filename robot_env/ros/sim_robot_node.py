@@ -46,6 +46,8 @@ class SimRobotConfig:
         max_command_age_s: drop commands whose header stamp is older than this, s (same-host clock).
         seed: seed of the first randomised reset.
         duration_s: stop after this long (null = run until Ctrl-C), s.
+        ping_topic: ``std_msgs/Header`` echoed at once on ``pong_topic`` (ROS2 round-trip probe).
+        pong_topic: where pings are echoed.
     """
 
     state_hz: float = 125.0
@@ -55,6 +57,8 @@ class SimRobotConfig:
     max_command_age_s: float = 0.5
     seed: int = 0
     duration_s: float | None = None
+    ping_topic: str = "/sim_robot/ping"
+    pong_topic: str = "/sim_robot/pong"
 
     def __post_init__(self) -> None:
         if self.state_hz < 100:
@@ -117,6 +121,10 @@ class SimRobotNode:
         node.create_subscription(Float64, a.gripper_command_topic, self._on_gripper, runtime.make_qos("reliable", 10))
         node.create_subscription(Bool, a.estop_topic, self._on_estop, runtime.make_qos("reliable", 10))
         node.create_service(Trigger, a.reset_service, self._on_reset)
+        from std_msgs.msg import Header
+
+        pong = node.create_publisher(Header, self.cfg.pong_topic, runtime.make_qos("reliable", 10))
+        node.create_subscription(Header, self.cfg.ping_topic, pong.publish, runtime.make_qos("reliable", 10))
 
     def _fresh(self, header: Any) -> bool:
         age = (self.node.get_clock().now().nanoseconds * 1e-9) - runtime.stamp_to_seconds(header.stamp)
