@@ -94,6 +94,14 @@ class AgentConfig:
         if self.actor_delay < 1 or self.utd < 1:
             raise ValueError("actor_delay and utd must be >= 1")
 
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "AgentConfig":
+        """Build from a plain mapping / hydra node (the ``learner`` group), rejecting unknown keys."""
+        from robot_env.app import to_container
+        from robot_env.registry import config_from_dict
+
+        return config_from_dict(cls, to_container(values))
+
     def scale_array(self) -> np.ndarray:
         """Residual scale per action dim ``(A,)``: 1 in rlpd mode (the residual is the action)."""
         if self.mode == "rlpd":
