@@ -38,6 +38,8 @@ class DriveConfig:
         bounds_min: (3,) lower workspace bound for targets, metres, base frame (None = unchecked).
         bounds_max: (3,) upper workspace bound, metres, base frame.
         frame_timeout_s: wait at most this long for a frame captured after settling, seconds.
+        skip_unreachable: a pose not reached in time is skipped (arm stopped, pose counted as
+            missed) instead of ending the session.
     """
 
     pos_tol: float = 0.003
@@ -48,6 +50,7 @@ class DriveConfig:
     bounds_min: Sequence[float] | None = None
     bounds_max: Sequence[float] | None = None
     frame_timeout_s: float = 2.0
+    skip_unreachable: bool = True
 
 
 @dataclasses.dataclass
@@ -153,7 +156,7 @@ def collect_hand_eye_samples(
 
     Returns:
         ``(samples, missed)``: one sample per pose where the board was found, and the
-        indices of poses where it was not.
+        indices of poses where it was not (or that were not reached, see ``skip_unreachable``).
     """
     from tqdm import tqdm
 
@@ -161,7 +164,14 @@ def collect_hand_eye_samples(
     check_targets_in_bounds(poses, cfg)
     samples, missed = [], []
     for k, (pos, quat) in enumerate(tqdm(poses, desc="hand-eye poses", disable=not progress)):
-        state = move_and_wait(arm, np.asarray(pos, float), np.asarray(quat, float), cfg, clock, sleep)
+        try:
+            state = move_and_wait(arm, np.asarray(pos, float), np.asarray(quat, float), cfg, clock, sleep)
+        except CalibrationError as exc:
+            if not cfg.skip_unreachable:
+                raise
+            log.warning("pose #%d skipped: %s", k, exc)
+            missed.append(k)
+            continue
         frame = fresh_frame(camera, cfg.frame_timeout_s)
         try:
             det = board.detect(frame.color)

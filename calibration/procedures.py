@@ -125,7 +125,7 @@ def run_hand_eye(
     """
     samples, missed = collect_hand_eye_samples(arm, camera, board, poses, drive, progress, clock, sleep)
     if missed:
-        log.warning("board not found at %d of %d poses: %s", len(missed), len(poses), missed)
+        log.warning("%d of %d poses missed (board not found or pose not reached): %s", len(missed), len(poses), missed)
     if len(samples) < min_poses:
         raise DegeneratePosesError(
             f"board found at only {len(samples)} of {len(poses)} poses (need {min_poses}); "

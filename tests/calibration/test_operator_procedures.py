@@ -193,10 +193,13 @@ def test_board_out_of_view_is_reported_as_missed(eye_in_hand_session):
 def test_unreachable_pose_times_out_and_stops():
     arm = ARMS.make({"type": "calib_kinematic", "move_time_s": 100.0})
     board_cam = None
-    cfg = DriveConfig(reach_timeout_s=0.05, poll_s=0.005, settle_s=0.0)
+    target = [(np.array([0.3, 0.2, 0.3]), np.array([1.0, 0, 0, 0]))]
+    cfg = DriveConfig(reach_timeout_s=0.05, poll_s=0.005, settle_s=0.0, skip_unreachable=False)
     with arm, pytest.raises(CalibrationError, match="did not reach"):
-        collect_hand_eye_samples(arm, board_cam, None, [(np.array([0.3, 0.2, 0.3]), np.array([1.0, 0, 0, 0]))],
-                                 cfg, progress=False)
+        collect_hand_eye_samples(arm, board_cam, None, target, cfg, progress=False)
+    cfg.skip_unreachable = True  # default: the pose is skipped and reported as missed
+    with arm:
+        assert collect_hand_eye_samples(arm, board_cam, None, target, cfg, progress=False) == ([], [0])
 
 
 # --- RealSense factory intrinsics -----------------------------------------------------------
