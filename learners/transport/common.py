@@ -134,6 +134,13 @@ class SeqSet:
     def __len__(self) -> int:
         return self.low + len(self.above)
 
+    def advance(self, floor: int) -> None:
+        """Declare every seq below ``floor`` present (the sender will never send them again)."""
+        if floor > self.low:
+            self.low = floor
+            self.above = {s for s in self.above if s >= floor}
+            self._compact()
+
     def to_dict(self) -> dict:
         """JSON-able state."""
         return {"low": self.low, "above": sorted(self.above)}

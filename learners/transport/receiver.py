@@ -250,9 +250,13 @@ class TransitionReceiver:
                 # Well-formed but unusable: consume it (final ack) so it is not re-sent forever
                 # and the de-dup watermark keeps moving; it never reaches the learner.
                 self.rejections.from_error(bad)
-                for seqset in (st.seen, st.delivered, st.committed):
-                    seqset.add(seq)
-                self._to_ack.append((key, seq))
+                st.seen.add(seq)
+                st.delivered.add(seq)
+                if self.cfg.ack_policy == "commit":  # settled with the next checkpoint
+                    self._uncommitted.append((key, seq))
+                else:
+                    st.committed.add(seq)
+                    self._to_ack.append((key, seq))
                 return
             if seq in st.seen:
                 self._counts["duplicates"] += 1
@@ -292,10 +296,20 @@ class TransitionReceiver:
                 continue
             if msg.kind == "ping":
                 self._counts["pings"] += 1
+                self._advance(msg.fields["actor"], msg.fields["floors"])
                 pong = pong or wire.encode("pong", {"learner": self.instance_id})
                 self._send(identity, pong)
             else:
                 self._on_transition(identity, msg)
+
+    def _advance(self, actor: str, floors: list[list[int]]) -> None:
+        """Forget seqs the actor says are settled (below its floors): de-dup state stays O(1)."""
+        with self._lock:
+            for stream, floor in floors:
+                st = self._streams.get((actor, stream))
+                if st is not None:
+                    for seqset in (st.seen, st.delivered, st.committed):
+                        seqset.advance(floor)
 
     def _flush_acks(self) -> None:
         with self._lock:

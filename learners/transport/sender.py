@@ -219,6 +219,20 @@ class TransitionSender:
             self._unsent.append(key)
         self._full_error = None
 
+    def _floors(self) -> list[list[int]]:
+        """Per stream with unacknowledged transitions (and the current one): the lowest seq
+        not yet finally acknowledged. Everything below it is settled and never re-sent, so
+        the learner may forget it (this keeps its de-dup state small after any gap)."""
+        floors: dict[int, int] = {}
+        for stream, seq in self._outbox.keys():
+            if seq < floors.get(stream, seq + 1):
+                floors[stream] = seq
+        with self._lock:  # no seq can be assigned and not yet queued while we look
+            pending = [k[1] for k in self._incoming if k[0] == self.stream]
+            next_seq = self._seq
+        floors[self.stream] = min([floors.get(self.stream, next_seq), next_seq, *pending])
+        return [[s, f] for s, f in sorted(floors.items())[-1024:]]
+
     def _frame_of(self, key: Key) -> bytes | None:
         """The outbox frame, or None if its spill file became unreadable (then dropped, loudly)."""
         try:
@@ -337,7 +351,7 @@ class TransitionSender:
             try:
                 now = time.monotonic()
                 if now >= next_ping:
-                    ping = wire.encode("ping", {"actor": self.actor_id})
+                    ping = wire.encode("ping", {"actor": self.actor_id, "floors": self._floors()})
                     if self._send_frame(ping):
                         self._counts["pings"] += 1
                     next_ping = now + self.cfg.heartbeat_interval_s

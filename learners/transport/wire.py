@@ -74,13 +74,21 @@ def _is_ranges(v: Any) -> bool:
     )
 
 
+def _is_floors(v: Any) -> bool:
+    return (
+        isinstance(v, list)
+        and len(v) <= 1024
+        and all(isinstance(p, list) and len(p) == 2 and _is_uint(p[0]) and _is_uint(p[1]) for p in v)
+    )
+
+
 # kind -> {required field: validator}. Unknown extra fields are ignored (forward compatible
 # within one wire version); a missing or mistyped required field is a SchemaError.
 KINDS: dict[str, dict[str, Any]] = {
     "transition": {"actor": _is_str, "stream": _is_uint, "seq": _is_uint, "policy_version": _is_uint},
     "ack": {"actor": _is_str, "stream": _is_uint, "ranges": _is_ranges, "learner": _is_uint,
             "final": lambda v: isinstance(v, bool)},
-    "ping": {"actor": _is_str},
+    "ping": {"actor": _is_str, "floors": _is_floors},
     "pong": {"learner": _is_uint},
     "weights": {"version": _is_uint, "learner": _is_uint},
 }

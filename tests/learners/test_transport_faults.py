@@ -70,7 +70,7 @@ def test_transition_receiver_survives_and_counts_every_bad_frame(caplog):
             assert rx.stats()["rejected"] == expected
             assert rx.stats()["received"] == 0 and rx.poll() == []
             # The same raw peer can still talk properly: a valid ping gets a pong.
-            raw.send(wire.encode("ping", {"actor": "evil"}))
+            raw.send(wire.encode("ping", {"actor": "evil", "floors": []}))
             assert raw.poll(2000), "receiver stopped answering after bad input"
             assert wire.decode(raw.recv(), expect={"pong"}).fields["learner"] == rx.instance_id
             # ... and a real actor is served as if nothing happened.

@@ -205,3 +205,25 @@ def test_spill_file_lost_under_the_actor_is_reported_and_the_rest_still_flows(tm
         assert sorted(int(t.data["index"]) for t in got) == [0, 1, 3, 4, 5]
         assert tx.stats()["unreadable"] == 1
     assert "unreadable" in caplog.text
+
+
+def test_dedup_state_stays_small_after_a_learner_restart_without_state():
+    """A fresh learner sees seqs 50.. only; the actor's floors let it forget the gap below."""
+    cfg = fast_cfg()
+    rx1 = TransitionReceiver(cfg).start()
+    port = rx1.port
+    with TransitionSender(cfg, "robot7", port=port) as tx:
+        for i in range(50):
+            tx.send(make_transition(i, image=False), policy_version=0)
+        assert len(collect(rx1, 50)) == 50 and tx.flush(3.0)
+        rx1.close()
+        with TransitionReceiver(cfg, port=port) as rx2:
+            for i in range(50, 100):
+                tx.send(make_transition(i, image=False), policy_version=0)
+            assert [t.seq for t in collect(rx2, 50)] == list(range(50, 100)) and tx.flush(3.0)
+
+            def compact():
+                (stream,) = rx2.state_dict()["streams"]
+                return stream["delivered"] == {"low": 100, "above": []}
+
+            assert wait_for(compact, 2.0), rx2.state_dict()
