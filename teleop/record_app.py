@@ -42,12 +42,12 @@ def record(cfg: dict) -> dict:
     teleop_spec = dict(cfg["teleop"])
     if cfg["operator_always_in_control"] and "always_active" in teleop_spec:
         teleop_spec["always_active"] = True  # the simulated operator drives every demo step
-    env = make_env(env_cfg)
     teleop = make_teleoperator(teleop_spec)
     keyboard = build_keyboard(cfg["keyboard"])
     console = OperatorConsole(ConsoleConfig(**cfg["console"]), keyboard)
-    teleop.connect()
+    env = make_env(env_cfg)
     try:
+        teleop.connect()
         wrapped = InterventionWrapper(env, teleop, sticky_s=cfg["sticky_s"],
                                       always_active=cfg["operator_always_in_control"],
                                       clock="steps" if cfg["sticky_clock"] == "steps" else time.monotonic)

@@ -36,6 +36,7 @@ class RecordStats:
         intervention_steps: steps under operator control.
         paths: the episode files written, in order.
         quit: the operator pressed quit.
+        interrupted: Ctrl-C ended the session (the running episode was discarded).
     """
 
     kept: int = 0
@@ -46,6 +47,7 @@ class RecordStats:
     intervention_steps: int = 0
     paths: list = dataclasses.field(default_factory=list)
     quit: bool = False
+    interrupted: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly summary."""
@@ -135,6 +137,10 @@ def record_episodes(env: InterventionWrapper, writer: EpisodeWriter, n_episodes:
                 status.message = "failed episode dropped (keep_only_successful)"
             bar.set_postfix_str(status.line())
             log.info(status.message)
+    except KeyboardInterrupt:
+        stats.interrupted = True
+        log.warning("interrupted: running episode discarded, %d episodes saved this session",
+                    stats.kept)
     finally:
         bar.close()
         if writer.recording:

@@ -154,3 +154,22 @@ def test_bad_inputs_fail_loudly():
     with pytest.raises(DeviceError):
         env.step(np.zeros(7, np.float32))
     assert len(env.unwrapped.executed) == 0  # nothing reached the "arm"
+
+
+def test_tool_frame_command_is_rotated_into_base_frame():
+    class Rotated(PointEnv):
+        def _obs(self):
+            obs = super()._obs()
+            obs["state"][3:7] = [0, 0, np.sin(np.pi / 4), np.cos(np.pi / 4)]  # tool yawed 90 deg
+            return obs
+
+    class ToolInput(ScriptedInput):
+        def read(self):
+            st = super().read()
+            return TeleopState(stamp=0.0, command=st.command, is_active=st.is_active, frame="tool")
+
+    teleop = ToolInput(ScriptConfig(script=[(X, True, None)]))
+    env = InterventionWrapper(Rotated(), teleop)
+    env.reset()
+    info = env.step(np.zeros(7, np.float32))[4]
+    np.testing.assert_allclose(info["action"][:3], [0, 1, 0], atol=1e-6)  # tool +x = base +y

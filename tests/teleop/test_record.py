@@ -194,3 +194,23 @@ def test_spacemouse_drives_the_sim_arm_step_by_step(tmp_path):
     np.testing.assert_allclose(ep["action"][6], [0, 1, 0, 0, 0, 0, 1])
     assert ep["action"][-1][6] == 1.0  # the hold policy keeps the operator's closed gripper
     assert ep["obs/state"][8, 1] > ep["obs/state"][2, 1] + 0.05  # the TCP moved along +y
+
+
+def test_hilr_record_ctrl_c_keeps_finished_episodes(tmp_path):
+    data = tmp_path / "demos"
+    cmd, env = hilr(f"dataset={data}", "episodes=50", "keep_only_successful=false", *COMMON,
+                    runs=tmp_path / "runs")
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 120
+    while not list_episodes(data) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr[-3000:]
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["interrupted"] and summary["kept"] == len(list_episodes(data)) >= 1
+    for path in list_episodes(data):
+        load_episode(path)
+    assert not list(data.rglob(".*.tmp"))
