@@ -47,7 +47,7 @@ ALLOWED_DTYPES = frozenset(
     ["|b1", "|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<u8", "<i8", "<f2", "<f4", "<f8"]
 )
 
-_INT = (int,)
+_DTYPES = {name: np.dtype(name) for name in ALLOWED_DTYPES}  # parsed once, not per array
 _U64_MAX = 2**64 - 1
 
 
@@ -300,20 +300,21 @@ def _parse_arrays(view: memoryview, specs: Any, start: int, payload: int) -> dic
         offset, nbytes = spec.get("offset"), spec.get("nbytes")
         if not _is_str(name) or name in arrays:
             raise SchemaError(f"array name {name!r:.80} missing, too long or duplicated")
-        if dtype not in ALLOWED_DTYPES:
+        np_dtype = _DTYPES.get(dtype) if isinstance(dtype, str) else None
+        if np_dtype is None:
             raise SchemaError(f"array {name!r}: dtype {dtype!r:.40} not allowed")
         if not (isinstance(shape, list) and len(shape) <= MAX_NDIM and all(_is_uint(s) for s in shape)):
             raise SchemaError(f"array {name!r}: bad shape {shape!r:.80}")
         if not (_is_uint(offset) and _is_uint(nbytes)) or offset != _align(end):
             raise SchemaError(f"array {name!r}: offset {offset!r} is not the aligned end of the previous array")
-        itemsize = np.dtype(dtype).itemsize
+        itemsize = np_dtype.itemsize
         count = math.prod(shape)
         if nbytes != count * itemsize:
             raise SchemaError(f"array {name!r}: nbytes {nbytes} != {shape} x {itemsize}")
         end = offset + nbytes
         if end > payload:
             raise SchemaError(f"array {name!r} ends at {end}, beyond payload_bytes {payload}")
-        arr = np.frombuffer(view, dtype=np.dtype(dtype), count=count, offset=start + offset)
+        arr = np.frombuffer(view, dtype=np_dtype, count=count, offset=start + offset)
         arrays[name] = arr.reshape(shape)
     if end != payload:
         raise SchemaError(f"arrays end at {end}, payload_bytes says {payload}")
