@@ -67,7 +67,7 @@ class HidapiSource(HidSource):
             return pyspacemouse.open(device=model, axis_convention=conv)
         except (RuntimeError, ValueError, FileNotFoundError, OSError) as exc:
             raise DeviceError(
-                f"cannot open SpaceMouse (model={model!r}, path={path!r}): {exc}. "
+                f"cannot open SpaceMouse (model={model!r}, path={path!r}): {str(exc).rstrip('.')}. "
                 "Is it plugged in (wireless: receiver plugged and mouse awake), and can you "
                 "read /dev/hidraw* (udev rule: KERNEL==\"hidraw*\", ATTRS{idVendor}==\"256f\", "
                 "MODE=\"0666\")? `python -m pyspacemouse_cli` lists devices."

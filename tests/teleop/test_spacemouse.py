@@ -168,3 +168,14 @@ def test_calibration_file_sets_axes(tmp_path):
     path.write_text(yaml.safe_dump({"format": "hilr-calibration", "kind": "crops", "data": {}}))
     with pytest.raises(ValueError, match="not a hilr SpaceMouse calibration"):
         SpaceMouseConfig(model="SpaceMouseWireless", calibration_file=str(path))
+
+
+@pytest.mark.parametrize("kw, why", [({"path": "/dev/hidraw-none"}, "does not exist"),
+                                     ({"model": "SpaceMouseWireless"}, "not found"),
+                                     ({}, "No connected or supported devices")])
+def test_real_hidapi_source_without_a_device_says_what_to_check(kw, why):
+    """The real path (pyspacemouse.open / open_by_path over hidapi) on a machine without one."""
+    sm = SpaceMouse(SpaceMouseConfig(**kw))
+    with pytest.raises(DeviceError, match=why) as err:
+        sm.connect()
+    assert "udev" in str(err.value) and not sm.is_connected
