@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 
 from robot_env.app import hydra_app, to_container
 
@@ -42,6 +43,9 @@ def build_node(cfg: dict):
 def main(cfg) -> int:
     """Serve the sim robot until Ctrl-C (or ``node.duration_s``); log counters at the end."""
     node = build_node(to_container(cfg))
+    # Ctrl-C / `ros2 launch` shutdown (SIGINT, then SIGTERM): finish the tick, then stop cleanly
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: node.stop())
     stats = node.run()
     log.info("sim robot stopped: %s", json.dumps(stats))
     print(json.dumps(stats))

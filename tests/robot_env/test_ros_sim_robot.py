@@ -28,12 +28,12 @@ def sim_robot(tmp_path_factory):
     assert proc.returncode == 0, proc.log_path.read_text()[-3000:]
 
 
-def _env(**control):
-    cfg = {"robot": profile("robot", "ros_sim"), "camera": profile("camera", "ros_sim"),
-           "task": {"name": "pick_cube"}}
-    if control:
-        cfg["control"] = control
-    return robot_env.make_env(cfg)
+def _env():
+    # staleness limits sized for a CPU-starved 2-core CI box (the defaults are 2.5 control periods)
+    cameras = {name: {**spec, "max_age_s": 0.6} for name, spec in profile("camera", "ros_sim").items()}
+    return robot_env.make_env({"robot": profile("robot", "ros_sim"), "camera": cameras,
+                               "task": {"name": "pick_cube"},
+                               "control": {"mode": "realtime", "max_state_age_s": 0.3, "max_frame_age_s": 0.6}})
 
 
 def test_expert_succeeds_through_ros2(sim_robot):
@@ -144,3 +144,44 @@ def test_estop_halts_motion(sim_robot):
             assert arm.read_state().ee_pos[2] > before.ee_pos[2] + 0.03  # moves again once released
     finally:
         runtime.destroy_node(node)
+
+
+def test_stale_commands_are_dropped_by_the_robot(sim_robot):
+    """A target stamped 2 s ago (a replayed or delayed message) is never executed."""
+    from geometry_msgs.msg import PoseStamped
+    from rclpy.duration import Duration
+
+    arm_cfg = profile("robot", "ros_sim")
+    with _arm() as arm:
+        node = runtime.create_node("replayer")
+        pub = node.create_publisher(PoseStamped, arm_cfg["pose_command_topic"], runtime.make_qos("reliable"))
+        try:
+            before = arm.read_state()
+            for _ in range(10):
+                msg = PoseStamped()
+                msg.header.stamp = (node.get_clock().now() - Duration(seconds=2.0)).to_msg()
+                msg.header.frame_id = "base"
+                msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (
+                    float(before.ee_pos[0]), float(before.ee_pos[1]), float(before.ee_pos[2] + 0.05))
+                o = msg.pose.orientation
+                o.x, o.y, o.z, o.w = (float(v) for v in before.ee_quat)
+                pub.publish(msg)
+                time.sleep(0.05)
+            time.sleep(0.3)
+            assert np.linalg.norm(arm.read_state().ee_pos - before.ee_pos) < 0.003
+        finally:
+            runtime.destroy_node(node)
+
+
+def test_reset_service_randomises_the_scene(sim_robot):
+    from robot_env.ros.task_feed import RosTaskFeed
+
+    with _arm() as arm:
+        feed = arm.task_feed()
+        assert isinstance(feed, RosTaskFeed)
+        cubes = []
+        for _ in range(2):
+            feed.reset()
+            cubes.append(feed.task_state()["cube_pos"].copy())
+            assert not feed.success({})
+        assert np.linalg.norm(cubes[0][:2] - cubes[1][:2]) > 1e-3  # a new random placement
