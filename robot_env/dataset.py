@@ -55,7 +55,7 @@ def space_to_json(space: Any) -> Any:
     if isinstance(space, spaces.Dict):
         return {"type": "Dict", "spaces": {k: space_to_json(v) for k, v in space.spaces.items()}}
     if isinstance(space, spaces.Box):
-        def bound(b: np.ndarray) -> Any:
+        def bound(b: np.ndarray) -> Any:  # a scalar when uniform keeps meta.json readable
             flat = np.asarray(b).ravel()
             if flat.size and np.all(flat == flat[0]):
                 return float(flat[0])

@@ -99,12 +99,14 @@ class NoisyExpertPolicy:
         self.info: dict = {}
 
     def reset(self) -> None:
+        """New episode: new bias direction (on in half of the episodes)."""
         self.expert.reset()
         angle = self.rng.uniform(0, 2 * np.pi)
         on = self.rng.random() < 0.5
         self.offset = on * self.bias * np.array([np.cos(angle), np.sin(angle), 0.0])
 
     def act(self, obs: dict) -> np.ndarray:
+        """Expert action + noise + this episode's bias, clipped to [-1, 1]."""
         a = self.expert.act(obs, self.info)
         a[:3] += self.rng.normal(0, self.noise, 3) + self.offset
         return np.clip(a, -1, 1).astype(np.float32)
