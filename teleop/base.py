@@ -151,12 +151,13 @@ def axes_from_calibration(path: str, base: AxisMapConfig | None = None) -> AxisM
         raise ValueError(f"{path} is not a hilr SpaceMouse calibration file "
                          f"(format={doc.get('format')!r}, kind={doc.get('kind')!r})")
     data = doc.get("data") or {}
-    missing = [k for k in ("order", "sign", "deadzone") if k not in data]
+    axes = data.get("axes", data)  # calibration.runners writes {"axes": {order, sign, deadzone}, "bias"}
+    missing = [k for k in ("order", "sign", "deadzone") if k not in axes]
     if missing:
         raise ValueError(f"{path}: calibration data lacks {missing}")
     base = base or AxisMapConfig()
-    return AxisMapConfig(scale=base.scale, frame=base.frame, order=data["order"], sign=data["sign"],
-                         deadzone=data["deadzone"], bias=data.get("bias", (0.0,) * 6))
+    return AxisMapConfig(scale=base.scale, frame=base.frame, order=axes["order"], sign=axes["sign"],
+                         deadzone=axes["deadzone"], bias=data.get("bias", (0.0,) * 6))
 
 
 def tool_to_base(command: np.ndarray, ee_quat: np.ndarray) -> np.ndarray:

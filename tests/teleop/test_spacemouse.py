@@ -158,8 +158,9 @@ def test_calibration_file_sets_axes(tmp_path):
     path = tmp_path / "spacemouse.yaml"
     path.write_text(yaml.safe_dump({
         "format": "hilr-calibration", "version": 1, "kind": "spacemouse",
-        "data": {"order": [1, 0, 2, 4, 3, 5], "sign": [1, -1, 1, 1, -1, 1],
-                 "deadzone": [0.1] * 6, "bias": [0.0, 0.02, 0, 0, 0, 0]}}))
+        "data": {"axes": {"order": [1, 0, 2, 4, 3, 5], "sign": [1, -1, 1, 1, -1, 1],
+                          "deadzone": [0.1] * 6},
+                 "bias": [0.0, 0.02, 0, 0, 0, 0], "noise_max": [0.01] * 6, "handedness": -1}}))
     with make(reports=[wireless_motion(y=-182)], calibration_file=str(path)) as sm:
         wait_drained(sm)
         st = sm.read()
