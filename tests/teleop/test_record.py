@@ -214,3 +214,39 @@ def test_hilr_record_ctrl_c_keeps_finished_episodes(tmp_path):
     for path in list_episodes(data):
         load_episode(path)
     assert not list(data.rglob(".*.tmp"))
+
+
+def test_pause_holds_the_loop_until_resumed(tmp_path):
+    import threading
+
+    env = make_env(ENV_CFG)
+    op = make_teleoperator({"type": "sim_operator", "task": "pick_cube"})
+    op.connect()
+    env = InterventionWrapper(env, op, always_active=True, clock="steps")
+    kb = KeyboardControl()
+    writer = EpisodeWriter(tmp_path, fps=10, task="pick_cube", observation_space=env.observation_space,
+                           action_space=env.action_space)
+    steps, seen = [0], {}
+
+    def on_step(info):
+        steps[0] += 1
+        if steps[0] == 2:
+            kb.feed_char("p")
+
+    def operator():
+        deadline = time.monotonic() + 30
+        while steps[0] < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)
+        seen["at_pause"] = steps[0]
+        time.sleep(0.4)
+        seen["after_wait"] = steps[0]
+        kb.feed_char(" ")  # space also toggles pause
+        time.sleep(0.2)
+        kb.feed_char("s")
+    t = threading.Thread(target=operator)
+    t.start()
+    stats = record_episodes(env, writer, 1, keyboard=kb, progress=False, seed=0, on_step=on_step)
+    t.join()
+    assert seen["at_pause"] == seen["after_wait"] == 2  # no step while paused
+    assert stats.kept == 1 and stats.steps > 2
