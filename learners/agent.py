@@ -60,6 +60,7 @@ class AgentConfig:
     warmup_steps: int = 1000
     warmup_noise: float = 1.0
     explore_sigma: float = 0.05
+    residual_l2: float = 0.0
     target_noise: float = 0.2
     target_noise_clip: float = 0.3
     init_temperature: float = 0.01

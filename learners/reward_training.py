@@ -68,7 +68,8 @@ def classification_metrics(model: RewardClassifier, obs: Mapping[str, np.ndarray
     y = labels[idx].astype(bool)
     pred = p > threshold
     tp = float((pred & y).sum())
-    bce = float(F.binary_cross_entropy(torch.as_tensor(p).clamp(1e-6, 1 - 1e-6), torch.as_tensor(y, dtype=torch.float64))) if len(p) else float("nan")
+    pt = torch.as_tensor(p, dtype=torch.float64).clamp(1e-6, 1 - 1e-6)
+    bce = float(F.binary_cross_entropy(pt, torch.as_tensor(y, dtype=torch.float64))) if len(p) else float("nan")
     return {"accuracy": float((pred == y).mean()) if len(y) else float("nan"),
             "precision": tp / max(float(pred.sum()), 1.0), "recall": tp / max(float(y.sum()), 1.0), "bce": bce}
 
@@ -91,7 +92,8 @@ def train_reward_classifier(frames: Mapping[str, np.ndarray], model_cfg: RewardC
     model = RewardClassifier(obs_spec_from_example({k: v[0] for k, v in obs_all.items()}), model_cfg).to(device)
     obs = {k: obs_all[k] for k in model.spec}
     train_idx, val_idx = _split(frames, cfg.val_fraction, cfg.seed)
-    pos_weight = torch.tensor((~labels[train_idx]).sum() / max(labels[train_idx].sum(), 1), device=device)
+    pos_weight = torch.tensor(float((~labels[train_idx]).sum()) / max(float(labels[train_idx].sum()), 1.0),
+                              dtype=torch.float32, device=device)
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=cfg.lr)
     t0 = time.monotonic()

@@ -83,7 +83,8 @@ def td3_residual_update(agent: "Agent", batch: dict[str, Any], update_actor: boo
         feat_d, base = feat.detach(), batch["base_action"]
         residual = agent.actor(feat_d, base)
         q_pi = agent.critic(feat_d, compose_action(base, residual, scale)).mean(dim=0)
-        actor_loss = -q_pi.mean()
+        # optional pull towards the base (residual_l2 = 0 is ResFiT's plain objective)
+        actor_loss = -q_pi.mean() + cfg.residual_l2 * (residual**2).sum(-1).mean()
         metrics["actor_grad_norm"] = _step(agent.actor_optim, actor_loss, list(agent.actor.parameters()), cfg.grad_clip)
         metrics.update(actor_loss=actor_loss.item(), residual_abs_mean=residual.abs().mean().item())
 
@@ -123,7 +124,7 @@ def sac_update(agent: "Agent", batch: dict[str, Any], update_actor: bool) -> dic
         feat_d, base = feat.detach(), batch["base_action"]
         residual, log_prob = agent.actor.sample(feat_d, base)
         q_pi = agent.critic(feat_d, compose_action(base, residual, scale)).mean(dim=0)
-        actor_loss = (alpha * log_prob - q_pi).mean()
+        actor_loss = (alpha * log_prob - q_pi).mean() + cfg.residual_l2 * (residual**2).sum(-1).mean()
         metrics["actor_grad_norm"] = _step(agent.actor_optim, actor_loss, list(agent.actor.parameters()), cfg.grad_clip)
 
         # 4. temperature: push entropy towards target_entropy
