@@ -14,7 +14,8 @@ from calibration.board import CharucoBoard
 from calibration.drive import DriveConfig, collect_hand_eye_samples
 from calibration.guidance import generate_pose_list
 from calibration.synthetic import SyntheticBoardCamera, SyntheticBoardCameraConfig
-from calibration.transforms import exp_so3, from_rt, invert, matrix_to_pose, pose_to_matrix
+from calibration.accuracy import eye_in_hand_scenario, eye_to_hand_scenario
+from calibration.transforms import matrix_to_pose
 from robot_env.hardware import ARMS, CAMERAS
 from tests.calibration import fake_arm  # noqa: F401  (registers calib_kinematic)
 
@@ -43,22 +44,12 @@ def _session(mounting: str, camera_pose: np.ndarray, board_pose: np.ndarray, cen
 @pytest.fixture(scope="session")
 def eye_in_hand_session():
     """Wrist camera 5 cm ahead of the flange, board on the table; truth = T_ee_cam."""
-    T_ee_cam = from_rt(exp_so3([0.05, -0.08, 0.03]), [0.05, -0.01, 0.03])
-    T_base_board = pose_to_matrix([0.45, -0.10, 0.0], [1.0, 0.0, 0.0, 0.0])  # printed face up
-    center = pose_to_matrix([0.54, -0.20, 0.40], [1.0, 0.0, 0.0, 0.0])  # gripper pointing down
-    return _session("eye_in_hand", T_ee_cam, T_base_board, center, pivot=0.43)
+    sc = eye_in_hand_scenario()
+    return _session(sc.mounting, sc.truth, sc.board, sc.center, pivot=sc.pivot)
 
 
 @pytest.fixture(scope="session")
 def eye_to_hand_session():
     """Fixed camera above and behind, board on the flange; truth = T_base_cam."""
-    z = np.array([0.6, 0.1, -0.55])
-    z /= np.linalg.norm(z)
-    x = np.cross([0.0, 0.0, 1.0], z)
-    x /= np.linalg.norm(x)
-    R_base_cam = np.column_stack([x, np.cross(z, x), z])
-    T_base_cam = from_rt(R_base_cam, [0.0, 0.05, 0.85])
-    T_ee_board = from_rt(np.eye(3), [-0.14, -0.10, 0.05])  # board centre 5 cm along the ee z axis
-    T_cam_board_nominal = from_rt(exp_so3([0.1, -0.15, 0.0]), [0.0, 0.0, 0.55]) @ from_rt(np.eye(3), [-0.14, -0.10, 0.0])
-    center = T_base_cam @ T_cam_board_nominal @ invert(T_ee_board)
-    return _session("eye_to_hand", T_base_cam, T_ee_board, center, pivot=0.05, seed=1)
+    sc = eye_to_hand_scenario()
+    return _session(sc.mounting, sc.truth, sc.board, sc.center, pivot=sc.pivot, seed=1)
