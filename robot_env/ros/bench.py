@@ -168,7 +168,8 @@ def run(cfg: dict) -> dict:
     seconds = float(opts.get("seconds", 10))
     seed = int(cfg.get("seed", 0))
     out: dict = {"benchmark": "ros", "cameras": "front+wrist 128x128", "task": "pick_cube",
-                 "seconds_per_case": seconds, "cpu_count": os.cpu_count()}
+                 "seconds_per_case": seconds, "cpu_count": os.cpu_count(),
+                 "load_avg_1min_start": round(os.getloadavg()[0], 2)}
     with tempfile.TemporaryDirectory() as tmp:
         cases = [(rate, kind) for rate in rates for kind in ("ros", "inprocess")]
         for rate, kind in tqdm(cases, desc="bench ros", unit="case"):
@@ -178,4 +179,5 @@ def run(cfg: dict) -> dict:
             else:
                 res = _inprocess_case(rate, steps, seed)
             out.setdefault(f"{rate:g}hz", {})[kind] = res
+    out["load_avg_1min_end"] = round(os.getloadavg()[0], 2)  # other work on the box skews every number
     return out
