@@ -362,7 +362,26 @@ def run_moved(cfg: dict) -> dict:
     return {"file": str(_out_dir(cfg) / MOVES_FILE), "camera_serial": str(serial), "moved_at": when.isoformat()}
 
 
+def run_board(cfg: dict) -> dict:
+    """Write the board as a PNG to print at ``board_print.dpi`` (squares come out ``square_length`` wide)."""
+    import cv2
+
+    board, p = _board(cfg), cfg["board_print"]
+    px_per_m = p["dpi"] / 0.0254
+    width_px = int(round(board.config.size[0] * px_per_m))
+    margin_px = int(round(p["margin_m"] * px_per_m))
+    path = _out_dir(cfg) / p["file"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), board.image(width_px, margin_px)):
+        raise CalibrationError(f"could not write {path}")
+    w, h = board.config.size
+    print(f"print {path} at {p['dpi']} dpi, 100 % scale (no 'fit to page'); then MEASURE a square: it should be "
+          f"{board.config.square_length * 1000:.1f} mm (set board.square_length to what you measure)")
+    return {"file": str(path), "dpi": p["dpi"], "board_size_mm": [1000 * w, 1000 * h]}
+
+
 RUNNERS = {
+    "board": run_board,
     "intrinsics": run_intrinsics,
     "handeye": run_handeye,
     "crops": run_crops,

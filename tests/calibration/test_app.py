@@ -41,12 +41,12 @@ def test_every_what_composes_and_help_lists_options(tmp_path):
 
 def test_sim_arm_intrinsics_then_handeye_eye_in_hand(tmp_path):
     """Both steps on the MuJoCo arm: recovers the wrist camera's true T_ee_cam."""
-    overrides = ["camera_name=wrist", "handeye.n_poses=12", "handeye.drive.settle_s=0.2"]
+    overrides = ["camera_name=wrist", "handeye.n_poses=10", "handeye.drive.settle_s=0.1"]
     intr = RUNNERS["intrinsics"](_cfg(tmp_path, *overrides))
     assert abs(intr["fx"] - 600.0) < 3.0 and abs(intr["cx"] - 322.0) < 3.0 and intr["rms_px"] < 0.3
     cfg = _cfg(tmp_path, *overrides)
     summary = RUNNERS["handeye"](cfg)
-    assert summary["missed_poses"] == [] and summary["n_poses"] == 12
+    assert summary["missed_poses"] == [] and summary["n_poses"] == 10
     truth = cfg["camera"]["wrist"]["camera_pose"]
     cal = load_calibration(summary["file"], kind="handeye", expected_serial="sim-wrist")
     dt, dr = transform_error(np.array(cal.data["matrix"]), pose_to_matrix(truth[:3], truth[3:]))
