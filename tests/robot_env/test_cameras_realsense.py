@@ -23,6 +23,11 @@ def test_colour_and_aligned_depth_flow_with_device_timestamps():
     cam = _cam(depth=True, exposure_us=200.0)
     assert cam.shape == (48, 64) and not cam.is_connected
     with cam:
+        import pyrealsense2 as rs
+
+        colour_sensor = cam._sensors[0]  # fixed exposure reached the device's options
+        assert colour_sensor.get_option(rs.option.enable_auto_exposure) == 0.0
+        assert colour_sensor.get_option(rs.option.exposure) == 200.0
         f1 = cam.read()
         time.sleep(0.15)
         f2 = cam.read()

@@ -116,6 +116,7 @@ def test_watchdog_holds_when_commands_stop(sim_robot):
 
 
 def test_estop_halts_motion(sim_robot):
+    from geometry_msgs.msg import PoseStamped
     from std_msgs.msg import Bool
 
     arm_cfg = profile("robot", "ros_sim")
@@ -133,6 +134,16 @@ def test_estop_halts_motion(sim_robot):
             target = before.ee_pos + np.array([0.0, 0.0, 0.05])
             for _ in range(10):  # the actor keeps trying: dropped here, and ignored by the robot
                 arm.command_pose(target, before.ee_quat)
+                time.sleep(0.05)
+            # a second, misbehaving client that ignores the e-stop: the robot side holds anyway
+            rogue = node.create_publisher(PoseStamped, arm_cfg["pose_command_topic"], runtime.make_qos("reliable"))
+            for _ in range(10):
+                msg = PoseStamped()
+                msg.header.stamp, msg.header.frame_id = node.get_clock().now().to_msg(), "base"
+                msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in target)
+                o = msg.pose.orientation
+                o.x, o.y, o.z, o.w = (float(v) for v in before.ee_quat)
+                rogue.publish(msg)
                 time.sleep(0.05)
             after = arm.read_state()
             assert np.linalg.norm(after.ee_pos - before.ee_pos) < 0.003 and arm.dropped_commands == 10
