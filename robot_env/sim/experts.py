@@ -61,8 +61,12 @@ class ScriptedExpert:
         self.home = quat_normalize(np.asarray(task.home_quat))
         self.reset()
 
+    #: noise multiplier while ``careful`` (fine alignment near contact)
+    careful_noise_scale = 0.3
+
     def reset(self) -> None:
         """Start of an episode: new aim error, first phase."""
+        self.careful = False
         self.phase = 0
         self.phase_steps = 0
         self.aim = self.rng.normal(0.0, 1.0, 3) * self.noise * self.aim_error_m * np.array([1, 1, 0.3])
@@ -70,9 +74,12 @@ class ScriptedExpert:
     def act(self, obs: dict, info: dict) -> np.ndarray:
         """(7,) float32 action in [-1, 1] for this observation."""
         state = np.asarray(obs["state"], dtype=np.float64)
+        self.careful = False
         action = self._act(state, info["task_state"])
         self.phase_steps += 1
-        action[:6] += self.rng.normal(0.0, self.noise, 6)
+        # like a human operator, it is steadier during fine work (``careful`` phases)
+        scale = self.careful_noise_scale if self.careful else 1.0
+        action[:6] += self.rng.normal(0.0, self.noise * scale, 6)
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
     def _act(self, state: np.ndarray, ts: dict) -> np.ndarray:  # pragma: no cover
@@ -143,16 +150,19 @@ class PegInsertExpert(ScriptedExpert):
         aim = hole + self.aim * np.array([0.25, 0.25, 0.0])
         yaw_err = abs(_wrap(_yaw_of(state[STATE_LAYOUT["ee_quat"]], self.home) - yaw, np.pi / 2))
         xy_err = float(np.linalg.norm(tip[:2] - aim[:2]))
+        self.careful = xy_err < 0.01 and tip[2] < hole[2] + 0.04
         if self.phase == 0:  # hover 2 cm above the rim
             goal = aim + np.array([0.0, 0.0, 0.02])
             if xy_err < 0.002 and abs(tip[2] - goal[2]) < 0.01 and yaw_err < 0.03:
                 self._next(1)
             return self._goto(state, goal + tip_to_tcp, yaw, CLOSE)
-        # descend, slowing down near the rim; back off if badly off-centre
-        if xy_err > 0.006 and tip[2] > hole[2] - 0.005:
+        # descend a centimetre at a time (a gentle push); if the peg sits on the rim
+        # off-centre (friction holds it there), lift and re-align
+        on_rim = tip[2] > hole[2] - 0.004 and self.phase_steps > 3
+        if xy_err > 0.006 or (on_rim and xy_err > 0.0025):
             self._next(0)
-        goal = np.array([aim[0], aim[1], hole[2] - 0.04])
-        return self._goto(state, goal + tip_to_tcp, yaw, CLOSE, gain=0.4)
+        goal = np.array([aim[0], aim[1], max(hole[2] - 0.04, tip[2] - 0.01)])
+        return self._goto(state, goal + tip_to_tcp, yaw, CLOSE)
 
 
 _EXPERTS = {"reach": ReachExpert, "pick_cube": PickCubeExpert, "peg_insert": PegInsertExpert}

@@ -7,9 +7,10 @@ virtual file, with two edits made as text so that the shipped file stays untouch
 * a task may attach bodies to the gripper (the peg of ``peg_insert``) right after the
   ``pinch`` site, the tool centre point (TCP) between the fingertips.
 
-Cartesian control is a mocap body welded to the flange (``attachment``): the weld is a
-soft constraint, so the physics tracks the target with a stiffness set by ``weld_solref``
-and contacts win over it (compliance for contact-rich tasks).
+Cartesian control: a mocap body is welded to the flange (``attachment``). The weld is a
+soft constraint solved with the contacts, so the arm tracks the TCP target like a stiff
+position-controlled arm with a stiffness set by ``weld_solref``; gravity is compensated
+(``gravcomp``) as a real arm's controller does.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from pathlib import Path
 
 #: Collision bits: default geoms are 1/1; the table and task fixtures are 3/3 so they also
 #: touch "tool" geoms (2/2) such as the peg, which must not touch the fingers holding it.
-FIXTURE_CONTACT = 'contype="3" conaffinity="3"'
-TOOL_CONTACT = 'contype="2" conaffinity="2"'
+#: Stiff contacts (solref 4 ms) so the peg cannot sink into the hole's walls.
+FIXTURE_CONTACT = 'contype="3" conaffinity="3" solref="0.004 1" solimp="0.95 0.99 0.001"'
+TOOL_CONTACT = 'contype="2" conaffinity="2" solref="0.004 1" solimp="0.95 0.99 0.001"'
 
 
 def gym_hil_assets() -> Path:
@@ -37,6 +39,9 @@ def panda_xml(tool_body: str = "") -> str:
     """gym-hil's ``panda.xml`` with the wrist camera renamed and ``tool_body`` at the TCP."""
     text = (gym_hil_assets() / "panda.xml").read_text()
     text = text.replace('name="handcam_rgb"', 'name="wrist"')
+    # the arm's controller compensates gravity (as libfranka does); must be set in the
+    # MJCF: MuJoCo skips gravity compensation when no body asked for it at compile time
+    text = text.replace("<body ", '<body gravcomp="1" ')
     anchor = '<site name="pinch" pos="0 0 0.145"/>'
     if anchor not in text:
         raise RuntimeError("gym-hil's panda.xml changed: no pinch site to attach tools to")
@@ -52,7 +57,7 @@ def scene_xml(task_worldbody: str, timestep: float, weld_solref: tuple[float, fl
     Args:
         task_worldbody: MJCF placed inside ``<worldbody>`` (the task's objects).
         timestep: physics step, seconds.
-        weld_solref: (time constant s, damping ratio) of the mocap weld.
+        weld_solref: (time constant s, damping ratio) of the flange-to-target weld.
         offscreen_size: (width, height) of the largest offscreen render, pixels.
     """
     width, height = offscreen_size
@@ -78,7 +83,7 @@ def scene_xml(task_worldbody: str, timestep: float, weld_solref: tuple[float, fl
     <geom name="floor" type="plane" size="2 2 0.01" pos="0 0 -0.04" material="grid"/>
     <geom name="table" type="box" size="0.45 0.55 0.02" pos="0.45 0 -0.02" material="table"
           {FIXTURE_CONTACT} friction="1 0.005 0.0001"/>
-    <camera name="front" pos="1.25 0 0.55" xyaxes="0 1 0 -0.45 0 0.89" fovy="45"/>
+    <camera name="front" pos="1.05 0 0.42" xyaxes="0 1 0 -0.34 0 0.6" fovy="50"/>
     <body name="ee_target" mocap="true" pos="0.45 0 0.3"/>
     {task_worldbody}
   </worldbody>
@@ -86,8 +91,5 @@ def scene_xml(task_worldbody: str, timestep: float, weld_solref: tuple[float, fl
     <weld name="ee_weld" body1="ee_target" body2="attachment" relpose="0 0 0 1 0 0 0"
           solref="{weld_solref[0]} {weld_solref[1]}" solimp="0.9 0.95 0.001"/>
   </equality>
-  <sensor>
-    <torque name="hilr/wrist_torque" site="attachment_site"/>
-  </sensor>
 </mujoco>
 """

@@ -21,6 +21,7 @@ that created the GL context).
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 
 import mujoco
@@ -28,7 +29,7 @@ import numpy as np
 
 from robot_env.geometry import (
     apply_rotvec, matrix_to_quat, quat_conj, quat_error_rotvec, quat_mul, quat_normalize,
-    quat_to_matrix, quat_wxyz_to_xyzw, quat_xyzw_to_wxyz, slerp,
+    quat_to_matrix, quat_wxyz_to_xyzw, quat_xyzw_to_wxyz, rotvec_to_quat,
 )
 from robot_env.hardware import ArmState
 from robot_env.sim.scene import panda_xml, scene_xml
@@ -47,30 +48,48 @@ class SimWorldConfig:
 
     Attributes:
         timestep: physics step, seconds.
-        weld_solref: (time constant s, damping ratio) of the TCP-target weld: larger is
-            softer (more compliant in contact, slower to track).
-        interp_chunks: the TCP target moves from its old to its new pose in this many
-            equal steps (linear + slerp) within each ``step`` call, so a jump of the
-            target never jerks the arm.
+        weld_solref: (time constant s, damping ratio) of the soft weld that pulls the
+            flange to the TCP target: the arm's position-control stiffness. Larger is
+            more compliant and tracks more slowly.
+        ramp_fraction: a new TCP target is approached along a straight line (rotation
+            about a fixed axis, as in slerp) with a cosine speed profile over this
+            fraction of each ``step`` call, so a jump of the target never jerks the arm.
+        ramp_chunks: the ramp is sampled this many times (one MuJoCo call each).
         posture_gain: joint-space pull toward the home joints, N·m/rad (keeps the
             redundant elbow from drifting).
+        wrench_range: (force N, torque N·m) at which the simulated wrist F/T reading
+            saturates, per axis, like a real sensor's range. The weld is stiff, so
+            pushing a held peg into a wall can make kilonewtons of contact force.
+        render_geoms: ``collision`` renders the arm's collision meshes (about 3x fewer
+            triangles: roughly twice as fast on software EGL) or ``visual`` its detailed
+            visual meshes.
         offscreen_width: largest render width, pixels.
         offscreen_height: largest render height, pixels.
     """
 
     timestep: float = 0.002
     weld_solref: tuple = (0.01, 1.0)
-    interp_chunks: int = 2
+    ramp_fraction: float = 0.6
+    ramp_chunks: int = 6
     posture_gain: float = 2.0
+    wrench_range: tuple = (200.0, 20.0)
+    render_geoms: str = "collision"
     offscreen_width: int = 640
     offscreen_height: int = 480
 
     def __post_init__(self) -> None:
         self.weld_solref = tuple(float(v) for v in self.weld_solref)
+        if len(self.weld_solref) != 2 or self.weld_solref[0] < 2 * self.timestep:
+            raise ValueError(f"weld_solref must be (time constant >= 2 timesteps, damping ratio), "
+                             f"got {self.weld_solref}")
+        if self.ramp_chunks < 1:
+            raise ValueError(f"ramp_chunks must be >= 1, got {self.ramp_chunks}")
+        if not 0 < self.ramp_fraction <= 1:
+            raise ValueError(f"ramp_fraction must be in (0, 1], got {self.ramp_fraction}")
         if not 0 < self.timestep <= 0.01:
             raise ValueError(f"timestep must be in (0, 0.01] s, got {self.timestep}")
-        if self.interp_chunks < 1:
-            raise ValueError(f"interp_chunks must be >= 1, got {self.interp_chunks}")
+        if self.render_geoms not in ("collision", "visual"):
+            raise ValueError(f"render_geoms must be 'collision' or 'visual', got {self.render_geoms!r}")
 
 
 class SimWorld:
@@ -91,23 +110,25 @@ class SimWorld:
             xml, {"panda_hilr.xml": panda_xml(self.task.tool_xml()).encode()})
         self.data = mujoco.MjData(self.model)
         m = self.model
-        self.model.body_gravcomp[:] = 1.0  # the arm's own controller compensates gravity
-        for name in ("cube",):  # ...but not for free objects
-            if mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, name) >= 0:
-                self.model.body_gravcomp[m.body(name).id] = 0.0
         self._arm_qadr = np.array([m.jnt_qposadr[m.joint(f"joint{i}").id] for i in range(1, 8)])
         self._arm_dadr = np.array([m.jnt_dofadr[m.joint(f"joint{i}").id] for i in range(1, 8)])
         self._arm_range = np.array([m.jnt_range[m.joint(f"joint{i}").id] for i in range(1, 8)])
         self._arm_act = np.array([m.actuator(f"actuator{i}").id for i in range(1, 8)])
         self._grip_act = m.actuator("fingers_actuator").id
         self._tcp = m.site("pinch").id
-        self._flange = m.body("attachment").id
         self._mocap = m.body("ee_target").mocapid[0]
+        self._flange = m.body("attachment").id
         self._pads = (m.geom("left_pad1").id, m.geom("right_pad1").id)
-        self._sensor = {n: m.sensor(n).adr[0] for n in (
-            "2f85/pinch_vel", "2f85/pinch_angvel", "panda/wrist_force", "hilr/wrist_torque")}
+        self._sensor = {n: m.sensor(n).adr[0] for n in ("2f85/pinch_vel", "2f85/pinch_angvel")}
+        self._is_hand = np.zeros(m.nbody, dtype=bool)  # bodies at or below the flange
+        for b in range(m.nbody):
+            a = b
+            while a > 0 and a != self._flange:
+                a = m.body_parentid[a]
+            self._is_hand[b] = a == self._flange
         self.task.bind(m)
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+        self._scene_option = self._make_scene_option()
         self._rng = np.random.default_rng()
         self.stamp = time.monotonic()  # when the physics state last changed
         # Fixed flange->TCP transform, for turning TCP targets into flange (mocap) targets.
@@ -143,6 +164,7 @@ class SimWorld:
         self._set_qpos_gripper_open()
         mujoco.mj_forward(m, d)
         self._target_pos, self._target_quat = self.tcp_pos(), self.tcp_quat()
+        self._setpoint_pos, self._setpoint_quat = self._target_pos.copy(), self._target_quat.copy()
         self._set_mocap(self._target_pos, self._target_quat)
         self.task.reset(self, self._rng)
         mujoco.mj_forward(m, d)
@@ -172,24 +194,31 @@ class SimWorld:
     def step(self, duration: float) -> None:
         """Advance physics by ``duration`` seconds (rounded to whole timesteps, >= 1).
 
-        The mocap target walks from where it is to the commanded TCP target in
-        ``interp_chunks`` steps; the gripper and a weak posture torque are applied.
+        The weld setpoint ramps from the previous target to the commanded one over
+        ``ramp_fraction`` of the duration (straight line, rotation about a fixed axis as
+        in slerp, cosine speed profile), sampled ``ramp_chunks`` times, then holds. The
+        gripper command and a weak joint posture torque are applied throughout.
         """
         m, d = self.model, self.data
         n = max(1, int(round(duration / m.opt.timestep)))
-        chunks = min(self.config.interp_chunks, n)
-        start_pos, start_quat = self._mocap_tcp_pose()
+        ramp_steps = max(1, int(round(n * self.config.ramp_fraction)))
+        chunk = max(1, ramp_steps // self.config.ramp_chunks)
+        start_pos, start_quat = self._setpoint_pos, self._setpoint_quat
+        delta_pos = self._target_pos - start_pos
+        delta_rv = quat_error_rotvec(self._target_quat, start_quat)
         self._set_gripper_ctrl(self._gripper_width)
         done = 0
-        for k in range(1, chunks + 1):
-            frac = k / chunks
-            self._set_mocap(start_pos + frac * (self._target_pos - start_pos),
-                            slerp(start_quat, self._target_quat, frac))
+        while done < n:
+            k = min(chunk, n - done) if done < ramp_steps else n - done
+            t = min(1.0, (done + k) / ramp_steps)
+            frac = 0.5 - 0.5 * np.cos(np.pi * t)  # starts and ends at rest: no jerk
+            self._set_mocap(start_pos + frac * delta_pos,
+                            quat_mul(rotvec_to_quat(frac * delta_rv), start_quat))
             q_err = PANDA_HOME_JOINTS - d.qpos[self._arm_qadr]
             d.ctrl[self._arm_act] = self.config.posture_gain * q_err - 0.5 * d.qvel[self._arm_dadr]
-            steps = round(n * frac) - done
-            mujoco.mj_step(m, d, nstep=steps)
-            done += steps
+            mujoco.mj_step(m, d, nstep=k)
+            done += k
+        self._setpoint_pos, self._setpoint_quat = self._target_pos.copy(), self._target_quat.copy()
         self.stamp = time.monotonic()
 
     @property
@@ -217,15 +246,36 @@ class SimWorld:
     def arm_state(self) -> ArmState:
         """The arm's current state, stamped with when physics last advanced."""
         d, s = self.data, self._sensor
-        r_site = d.site_xmat[self.model.site("attachment_site").id].reshape(3, 3)
-        force = r_site @ d.sensordata[s["panda/wrist_force"]:s["panda/wrist_force"] + 3]
-        torque = r_site @ d.sensordata[s["hilr/wrist_torque"]:s["hilr/wrist_torque"] + 3]
         twist = np.concatenate([d.sensordata[s["2f85/pinch_vel"]:s["2f85/pinch_vel"] + 3],
                                 d.sensordata[s["2f85/pinch_angvel"]:s["2f85/pinch_angvel"] + 3]])
         return ArmState(stamp=self.stamp, ee_pos=self.tcp_pos(), ee_quat=self.tcp_quat(),
                         joint_pos=d.qpos[self._arm_qadr].copy(), ee_twist=twist,
                         gripper_width=self._measured_width(),
-                        wrench=np.concatenate([force, torque]))
+                        wrench=self.external_wrench(saturate=True))
+
+    def external_wrench(self, saturate: bool = False) -> np.ndarray:
+        """(6,) contact wrench on the hand (gripper, fingers, held tool): force N and torque
+        N·m about the TCP, base frame: what a wrist F/T sensor reads minus the hand's own
+        weight. ``saturate`` clips each axis to ``config.wrench_range``."""
+        m, d = self.model, self.data
+        wrench = np.zeros(6)
+        tcp = d.site_xpos[self._tcp]
+        f6 = np.zeros(6)
+        for i in range(d.ncon):
+            con = d.contact[i]
+            on1, on2 = self._is_hand[m.geom_bodyid[con.geom1]], self._is_hand[m.geom_bodyid[con.geom2]]
+            if on1 == on2:  # not touching the hand, or hand touching itself
+                continue
+            mujoco.mj_contactForce(m, d, i, f6)
+            force = con.frame.reshape(3, 3).T @ f6[:3]  # on geom2, world frame
+            if on1:
+                force = -force
+            wrench[:3] += force
+            wrench[3:] += np.cross(con.pos - tcp, force)
+        if saturate:
+            f_max, t_max = self.config.wrench_range
+            wrench = np.clip(wrench, [-f_max] * 3 + [-t_max] * 3, [f_max] * 3 + [t_max] * 3)
+        return wrench
 
     def task_state(self) -> dict[str, np.ndarray]:
         """Privileged task state (object poses), float64 arrays, base frame."""
@@ -248,25 +298,38 @@ class SimWorld:
         key = (height, width)
         renderer = self._renderers.get(key)
         if renderer is None:
-            renderer = mujoco.Renderer(self.model, height=height, width=width)
+            try:
+                renderer = mujoco.Renderer(self.model, height=height, width=width)
+            except mujoco.FatalError as exc:
+                raise RuntimeError(
+                    "MuJoCo could not create an OpenGL context. Headless, set MUJOCO_GL=egl "
+                    "in the environment before Python starts (MuJoCo picks its GL backend when "
+                    f"it is first imported; MUJOCO_GL is {os.environ.get('MUJOCO_GL')!r})") from exc
             for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION,
                          mujoco.mjtRndFlag.mjRND_SKYBOX):
                 renderer.scene.flags[flag] = 0
             self._renderers[key] = renderer
-        renderer.update_scene(self.data, camera=camera)
+        renderer.update_scene(self.data, camera=camera, scene_option=self._scene_option)
         return renderer.render()
 
     # ------------------------------------------------------------------- internals
     def _set_mocap(self, tcp_pos: np.ndarray, tcp_quat: np.ndarray) -> None:
+        """Put the weld's mocap body where the flange must be for this TCP pose."""
         flange_quat = quat_mul(tcp_quat, quat_conj(self._tcp_in_flange_quat))
         flange_pos = tcp_pos - quat_to_matrix(flange_quat) @ self._tcp_in_flange_pos
         self.data.mocap_pos[self._mocap] = flange_pos
         self.data.mocap_quat[self._mocap] = quat_xyzw_to_wxyz(flange_quat)
 
-    def _mocap_tcp_pose(self) -> tuple[np.ndarray, np.ndarray]:
-        flange_quat = quat_wxyz_to_xyzw(self.data.mocap_quat[self._mocap])
-        pos = self.data.mocap_pos[self._mocap] + quat_to_matrix(flange_quat) @ self._tcp_in_flange_pos
-        return pos, quat_normalize(quat_mul(flange_quat, self._tcp_in_flange_quat))
+    def _make_scene_option(self) -> mujoco.MjvOption:
+        """Which geom groups the cameras see (gym-hil: 2 = visual meshes, 3 = collision)."""
+        option = mujoco.MjvOption()
+        if self.config.render_geoms == "collision":
+            option.geomgroup[2], option.geomgroup[3] = 0, 1
+            m = self.model
+            for g in np.flatnonzero(m.geom_group == 3):  # give the grey collision meshes colour
+                body = m.body(m.geom_bodyid[g]).name
+                m.geom_rgba[g] = (0.92, 0.92, 0.94, 1.0) if body.startswith("link") else (0.18, 0.18, 0.2, 1.0)
+        return option
 
     def _set_gripper_ctrl(self, width: float) -> None:
         # 2F-85 actuator: 0 = open, 255 = closed; roughly linear in the opening
