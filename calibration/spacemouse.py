@@ -169,7 +169,7 @@ def calibrate_spacemouse(
         CalibrationError: touched while resting, a push missing, dominated by a rotation
             axis, or two pushes on the same device axis.
     """
-    say(f"Do not touch the SpaceMouse: measuring resting noise for {rest_s:.0f} s ...")
+    say(f"Do not touch the SpaceMouse: measuring resting noise for {rest_s:.1f} s ...")
     dz, bias, noise = measure_deadzone(device, rest_s, rate_hz, clock=clock, sleep=sleep)
     say(f"dead-zone per device axis: {np.round(dz, 3).tolist()}")
     order, sign = [0] * 3, [1] * 3

@@ -77,3 +77,11 @@ def test_sim_workspace_tour_and_crops(tmp_path):
     with pytest.raises(CalibrationError, match="leaves"):
         RUNNERS["crops"](_cfg(tmp_path, "crops.mode=numbers", "crops.values.wrist=[400,60,400,300]",
                               "crops.cameras=[wrist]"))
+
+
+def test_spacemouse_through_teleop_replay_device_fails_clearly_without_pushes(tmp_path):
+    """The real teleop SpaceMouse (pyspacemouse parser, replayed silent device) feeds the procedure."""
+    cfg = _cfg(tmp_path, "what=spacemouse", "teleop=spacemouse_replay", "spacemouse.rest_s=0.3",
+               "spacemouse.timeout_s=0.5")
+    with pytest.raises(CalibrationError, match="no push"):
+        RUNNERS["spacemouse"](cfg)
