@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -67,16 +68,27 @@ def read_xwd(path: Path) -> np.ndarray:
 def xvfb(tmp_path):
     if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb not installed")
-    display = f":{100 + os.getpid() % 400}"
-    proc = subprocess.Popen(["Xvfb", display, "-screen", "0", "1024x600x24", "-fbdir", str(tmp_path),
-                             "-nolisten", "tcp", "-nocursor"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sock = Path(f"/tmp/.X11-unix/X{display[1:]}")
-    deadline = time.monotonic() + 10
-    while not sock.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if not sock.exists():
+    # A random high display number: low ones (:0, :99) are what other tools pick, and a
+    # server in another mount namespace can hold the abstract socket without a lock file here.
+    rng = random.Random(os.getpid() ^ int(time.time() * 1e3))
+    for _ in range(5):
+        number = rng.randint(300, 3000)
+        if Path(f"/tmp/.X{number}-lock").exists():
+            continue
+        proc = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", "1024x600x24", "-fbdir",
+                                 str(tmp_path), "-nolisten", "tcp", "-nocursor"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        sock = Path(f"/tmp/.X11-unix/X{number}")
+        deadline = time.monotonic() + 10
+        while not sock.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if sock.exists() and proc.poll() is None:
+            break
         proc.kill()
+        proc.wait()
+    else:
         pytest.skip("Xvfb did not start")
+    display = f":{number}"
     yield display, tmp_path / "Xvfb_screen0"
     proc.terminate()
     proc.wait(5)
@@ -112,11 +124,19 @@ for t in range(12):
     status.message = "operator took over: " + op.last_reason if info["intervened"] else ""
     console.update(obs, status)
 assert info["intervened"], "the simulated operator should be in control by now"
-for _ in range(30):
-    cv2.waitKey(20)
 cv2.imwrite(sys.argv[1], console.render(obs, status))
-# grab the X framebuffer while the window is still up
-open(sys.argv[3], "wb").write(open(sys.argv[2], "rb").read())
+# Grab the X framebuffer while the window is up, once the window manager-less Qt window has
+# been mapped and painted (poll: under load that takes a variable time).
+from tests.teleop.test_console import read_xwd
+want = console.render(obs, status)
+for _ in range(200):
+    cv2.imshow(console.cfg.window_name, want)
+    cv2.waitKey(50)
+    raw = open(sys.argv[2], "rb").read()
+    open(sys.argv[3], "wb").write(raw)
+    screen = read_xwd(sys.argv[3])
+    if cv2.minMaxLoc(cv2.matchTemplate(screen, want, cv2.TM_SQDIFF_NORMED))[0] < 0.01:
+        break
 print("events", [e.value for e in kb.poll()])
 """
 
