@@ -1,0 +1,252 @@
+"""The actor loop: base policy -> residual -> intervention -> safety -> arm, streaming transitions.
+
+One step of :meth:`ActorLoop.step`:
+
+1. take the newest weights, if the learner published any (non-blocking, between steps);
+2. ``agent.act(obs)`` -> ``(action, base_action, residual_action)``;
+3. ``env.step(action)``: the env's wrappers let the operator override the action
+   (``info["intervened"]``, ``info["action"]`` = what was executed), then clip it to the
+   safety box before it reaches the arm;
+4. queue the transition for the learner (never waits on the network: the sender's outbox
+   keeps it until the learner acknowledges it, and spills to disk if the learner is gone).
+
+Per-episode statistics (success, return, interventions, cycle time, policy version) are
+appended to ``episodes.jsonl`` in the run directory: the demo plots them and ``hilr eval``
+summarises them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from learners.rollout import wilson_interval
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class ActorConfig:
+    """Actor loop settings (the ``actor`` block of ``launch/config/actor.yaml``).
+
+    Attributes:
+        actor_id: name of this actor on the wire (one per robot / sim worker).
+        total_steps: env steps to run (0 = until ``episodes`` is reached).
+        episodes: episodes to run (0 = until ``total_steps`` is reached).
+        deterministic: act with the residual's mean (evaluation), no exploration noise.
+        warmup_steps: first steps act with base + uniform noise (ResFiT warm-up); None =
+            the agent config's ``warmup_steps``.
+        seed: reset seed of the first episode (then +1 per episode).
+        log_every_episodes: print a progress line every this many episodes.
+        max_steps_per_s: pace a free-running sim at most this many env steps per second of
+            wall time, at absolute deadlines (0 = as fast as possible). Lets a sim actor run
+            faster than real time yet no faster than the learner can digest, as a real robot would.
+    """
+
+    actor_id: str = "actor0"
+    total_steps: int = 5000
+    episodes: int = 0
+    deterministic: bool = False
+    warmup_steps: int | None = None
+    seed: int = 0
+    log_every_episodes: int = 10
+    max_steps_per_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.max_steps_per_s < 0:
+            raise ValueError("max_steps_per_s must be >= 0")
+        if self.total_steps < 0 or self.episodes < 0:
+            raise ValueError("total_steps and episodes must be >= 0")
+        if self.total_steps == 0 and self.episodes == 0:
+            raise ValueError("set total_steps or episodes (both 0 would run forever)")
+
+
+def make_transition(obs: Mapping[str, np.ndarray], next_obs: Mapping[str, np.ndarray], executed: np.ndarray,
+                    base: np.ndarray, residual: np.ndarray, reward: float, terminated: bool,
+                    truncated: bool, info: Mapping[str, Any]) -> dict[str, Any]:
+    """The wire/replay form of one step (docs/CONTRACTS.md): numpy arrays only."""
+    return {
+        "obs": {k: np.asarray(v) for k, v in obs.items()},
+        "next_obs": {k: np.asarray(v) for k, v in next_obs.items()},
+        "action": np.asarray(executed, np.float32),
+        "base_action": np.asarray(base, np.float32),
+        "residual_action": np.asarray(residual, np.float32),
+        "reward": np.float32(reward),
+        "terminated": np.bool_(terminated),
+        "truncated": np.bool_(truncated),
+        "intervened": np.bool_(info.get("intervened", False)),
+        "success": np.bool_(info.get("success", False)),
+    }
+
+
+class ActorLoop:
+    """Runs the policy on the robot (or sim) and streams what happens.
+
+    Args:
+        env: the wrapped env (optionally with ``teleop.InterventionWrapper`` outermost-ish:
+            anything exposing ``set_policy_parts`` gets the base/residual split).
+        agent: a :class:`learners.agent.Agent` (its base policy is the frozen BC policy).
+        cfg: loop settings.
+        sender: a started ``TransitionSender`` or None (evaluation / no learning).
+        weights: a started ``WeightSubscriber`` or None.
+        run_dir: where ``episodes.jsonl`` goes (None: nowhere).
+    """
+
+    def __init__(self, env: Any, agent: Any, cfg: ActorConfig, sender: Any = None, weights: Any = None,
+                 run_dir: str | Path | None = None) -> None:
+        self.env, self.agent, self.cfg = env, agent, cfg
+        self.sender, self.weights = sender, weights
+        self.policy_version = 0
+        self.weight_updates = 0
+        self.env_steps = 0
+        self.episodes: list[dict[str, Any]] = []
+        self.warmup_steps = agent.cfg.warmup_steps if cfg.warmup_steps is None else cfg.warmup_steps
+        self._episode_log = None
+        if run_dir is not None:
+            Path(run_dir).mkdir(parents=True, exist_ok=True)
+            self._episode_log = open(Path(run_dir) / "episodes.jsonl", "a", buffering=1)
+        self._set_parts = self._find_set_parts(env)
+        self._pace_t0: float | None = None
+
+    @staticmethod
+    def _find_set_parts(env: Any) -> Any:
+        e = env
+        while e is not None:
+            if hasattr(e, "set_policy_parts"):
+                return e.set_policy_parts
+            e = getattr(e, "env", None)
+        return None
+
+    # ------------------------------------------------------------------ weights
+    def poll_weights(self) -> bool:
+        """Swap in the newest published weights, if any; True if the version changed."""
+        if self.weights is None:
+            return False
+        latest = self.weights.poll_latest()
+        if latest is None:
+            return False
+        version, state = latest  # the subscriber already drops stale versions of one learner run
+        try:
+            self.agent.load_trainable(state)
+        except (KeyError, ValueError) as exc:  # wrong model or NaN weights: keep acting with the old ones
+            log.error("rejected weights version %d: %s", version, exc)
+            return False
+        self.policy_version = int(version)
+        self.weight_updates += 1
+        return True
+
+    # ------------------------------------------------------------------ loop
+    def _done(self) -> bool:
+        c = self.cfg
+        return (c.total_steps and self.env_steps >= c.total_steps) or (c.episodes and len(self.episodes) >= c.episodes)
+
+    def run(self, progress: bool = False) -> dict[str, Any]:
+        """Run until ``total_steps`` / ``episodes``; returns :meth:`summary`."""
+        from tqdm import tqdm
+
+        bar = tqdm(total=self.cfg.total_steps or self.cfg.episodes, disable=not progress,
+                   desc="actor", unit="step" if self.cfg.total_steps else "ep", mininterval=1.0)
+        try:
+            while not self._done():
+                before = self.env_steps if self.cfg.total_steps else len(self.episodes)
+                self.run_episode(stop_at_budget=True)
+                bar.update((self.env_steps if self.cfg.total_steps else len(self.episodes)) - before)
+                bar.set_postfix(self.postfix())
+        finally:
+            bar.close()
+            if self._episode_log is not None:
+                self._episode_log.close()
+                self._episode_log = None
+        return self.summary()
+
+    def run_episode(self, stop_at_budget: bool = False) -> dict[str, Any]:
+        """One episode (cut short at the step budget when ``stop_at_budget``)."""
+        seed = self.cfg.seed + len(self.episodes)
+        obs, info = self.env.reset(seed=seed)
+        self.agent.reset()
+        t0 = time.monotonic()
+        ep = {"return": 0.0, "length": 0, "interventions": 0, "intervention_steps": 0, "success": False}
+        was_intervened = False
+        done = False
+        while not done:
+            self.poll_weights()
+            warm = (not self.cfg.deterministic) and self.env_steps < self.warmup_steps and self.agent.learns
+            action, base, residual = self.agent.act(obs, deterministic=self.cfg.deterministic, warmup=warm)
+            if self._set_parts is not None:
+                self._set_parts(base, residual)
+            next_obs, reward, terminated, truncated, info = self.env.step(action)
+            executed = np.asarray(info.get("action", action), np.float32)
+            if self.sender is not None:
+                self.sender.send(make_transition(obs, next_obs, executed, base, residual, reward,
+                                                 terminated, truncated, info), self.policy_version)
+            intervened = bool(info.get("intervened", False))
+            ep["interventions"] += int(intervened and not was_intervened)
+            ep["intervention_steps"] += int(intervened)
+            was_intervened = intervened
+            ep["return"] += float(reward)
+            ep["length"] += 1
+            ep["success"] = ep["success"] or bool(info.get("success", False))
+            self.env_steps += 1
+            self._pace()
+            obs = next_obs
+            done = terminated or truncated
+            if stop_at_budget and self.cfg.total_steps and self.env_steps >= self.cfg.total_steps:
+                break
+        ep.update(episode=len(self.episodes), env_steps=self.env_steps, seed=seed,
+                  cycle_time_s=time.monotonic() - t0, policy_version=self.policy_version,
+                  sim_time_s=ep["length"] * float(getattr(self.env.unwrapped, "dt", 0.0) or 0.0),
+                  overruns=int(info.get("control_overruns", 0)), complete=bool(done))
+        self.episodes.append(ep)
+        if self._episode_log is not None:
+            self._episode_log.write(json.dumps(ep) + "\n")
+        if self.cfg.log_every_episodes and len(self.episodes) % self.cfg.log_every_episodes == 0:
+            log.info("episode %d: %s", len(self.episodes), self.postfix())
+        return ep
+
+    def _pace(self) -> None:
+        rate = self.cfg.max_steps_per_s
+        if not rate:
+            return
+        if self._pace_t0 is None:
+            self._pace_t0 = time.monotonic() - self.env_steps / rate
+        delay = self._pace_t0 + self.env_steps / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+    # ------------------------------------------------------------------ reporting
+    def postfix(self, last: int = 20) -> dict[str, Any]:
+        """Short running stats for a progress bar: success and intervention rates of the last episodes."""
+        recent = self.episodes[-last:]
+        if not recent:
+            return {"v": self.policy_version}
+        return {"success": f"{np.mean([e['success'] for e in recent]):.2f}",
+                "interv": f"{np.sum([e['intervention_steps'] for e in recent]) / max(1, np.sum([e['length'] for e in recent])):.2f}",
+                "v": self.policy_version}
+
+    def summary(self) -> dict[str, Any]:
+        """Success rate (with a 95 % Wilson interval), intervention rate, cycle time, counts."""
+        eps = [e for e in self.episodes if e["complete"]] or self.episodes
+        n = len(eps)
+        succ = int(sum(e["success"] for e in eps))
+        lo, hi = wilson_interval(succ, n)
+        steps = max(1, sum(e["length"] for e in eps))
+        succ_eps = [e for e in eps if e["success"]]
+        out = {
+            "episodes": n, "successes": succ, "success_rate": succ / n if n else 0.0,
+            "success_ci95": [lo, hi], "env_steps": self.env_steps,
+            "intervention_rate": sum(e["intervention_steps"] for e in eps) / steps,
+            "interventions": int(sum(e["interventions"] for e in eps)),
+            "mean_return": float(np.mean([e["return"] for e in eps])) if n else 0.0,
+            # cycle time = time to finish the task, in robot time (steps x dt), successful episodes only
+            "cycle_time_s": float(np.mean([e["sim_time_s"] for e in succ_eps])) if succ_eps else None,
+            "policy_version": self.policy_version, "weight_updates": self.weight_updates,
+        }
+        if self.sender is not None:
+            out["transport"] = self.sender.stats()
+        return out

@@ -1,0 +1,72 @@
+"""``hilr actor``: run base + residual policy on the robot with interventions, stream transitions.
+
+Examples::
+
+    hilr actor base_policy=runs/train_bc/<run>/bc.safetensors             # sim, sim operator
+    hilr actor robot=ros_franka camera=realsense teleop=spacemouse transport.host=<learner ip>
+    hilr actor --help
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from robot_env.app import hydra_app, run_dir, to_container
+
+log = logging.getLogger(__name__)
+
+
+def run_actor(cfg: dict, out_dir: Path) -> dict:
+    """Build env, operator, agent and transport from ``cfg`` and run the actor loop."""
+    from learners.actor_loop import ActorConfig, ActorLoop
+    from learners.agent import Agent
+    from learners.builders import agent_config, build_env, transport_config, wrap_teleop
+    from learners.transport import TransitionSender, WeightSubscriber
+    from policies.base import load_base_policy
+    from policies.encoders import obs_spec_from_space
+    from robot_env.registry import config_from_dict
+
+    env = build_env(cfg)
+    env, teleop = wrap_teleop(env, cfg)
+    sender = weights = None
+    try:
+        base = load_base_policy(cfg.get("base_policy"), device=cfg["learner"].get("device", "cpu"))
+        agent = Agent(obs_spec_from_space(env.observation_space), agent_config(cfg["learner"]), base)
+        loop_cfg = config_from_dict(ActorConfig, cfg["actor"])
+        if cfg.get("learn", True):
+            tcfg = transport_config(cfg["transport"])
+            outbox = cfg["transport"].get("outbox_dir") or str(out_dir / f"outbox_{loop_cfg.actor_id}")
+            sender = TransitionSender(tcfg, loop_cfg.actor_id, outbox_dir=outbox).start()
+            weights = WeightSubscriber(tcfg).start()
+        loop = ActorLoop(env, agent, loop_cfg, sender=sender, weights=weights, run_dir=out_dir)
+        summary = loop.run(progress=cfg.get("progress", True))
+        if sender is not None:
+            flushed = sender.flush(float(cfg.get("flush_timeout_s", 30.0)))
+            summary["flushed"] = flushed
+            summary["transport"] = sender.stats()
+        return summary
+    finally:
+        # The arm holds still before anything else is torn down.
+        try:
+            env.unwrapped.arm.stop()
+        except Exception as exc:  # noqa: BLE001 - a dead arm must not hide the original error
+            log.warning("arm stop at shutdown failed: %s", exc)
+        if sender is not None:
+            sender.close()
+        if weights is not None:
+            weights.close()
+        if teleop is not None:
+            teleop.disconnect()
+        env.close()
+
+
+@hydra_app("actor")
+def main(cfg) -> int:
+    """Entry point of ``hilr actor``."""
+    out = run_dir()
+    summary = run_actor(to_container(cfg), out)
+    (out / "actor_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    print(json.dumps({k: v for k, v in summary.items() if k != "transport"}, default=str))
+    return 0

@@ -1,0 +1,84 @@
+"""``hilr learner``: receive transitions over ZMQ, train the residual (TD3/SAC) or RLPD, publish weights.
+
+Observation and action spaces come from the demo dataset's ``meta.json`` (or ``obs_spec``
+in the config): the learner never builds an environment and never touches hardware.
+
+Examples::
+
+    hilr learner demos=data/pick_cube_demos
+    hilr learner demos=... learner.device=cuda learner.utd=4 transport.bind_host=0.0.0.0
+    hilr learner --help
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+from pathlib import Path
+
+from robot_env.app import hydra_app, run_dir, to_container
+
+log = logging.getLogger(__name__)
+
+
+def run_learner(cfg: dict, out_dir: Path) -> dict:
+    """Build agent, buffers and transport from ``cfg``; resume if a checkpoint exists; train."""
+    import torch
+
+    from learners.agent import Agent
+    from learners.builders import (agent_config, build_replay, load_demo_buffer, obs_spec_from_config,
+                                   obs_spec_from_dataset, transport_config)
+    from learners.learner_loop import LearnerLoop, LearnerLoopConfig
+    from learners.transport import TransitionReceiver, WeightPublisher
+    from robot_env.registry import config_from_dict
+
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(int(cfg["torch_threads"]))
+    if cfg.get("obs_spec"):
+        spec = obs_spec_from_config(cfg["obs_spec"])
+    elif cfg.get("demos"):
+        spec = obs_spec_from_dataset(cfg["demos"])
+    else:
+        raise ValueError("the learner needs the observation layout: set demos=<dataset> or obs_spec")
+    acfg = agent_config(cfg["learner"])
+    agent = Agent(spec, acfg)
+    replay = build_replay(spec, acfg)
+    ckpt_dir = Path(cfg.get("checkpoint_dir") or out_dir / "checkpoints")
+    # acks wait for checkpoints: a killed learner loses nothing (the actors re-send)
+    tcfg = transport_config(cfg["transport"], ack_policy="commit")
+    receiver = TransitionReceiver(tcfg)
+    publisher = WeightPublisher(tcfg)
+    writer = None
+    if cfg.get("tensorboard", True):
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out_dir / "tensorboard"))
+    stop = {"flag": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("flag", True))
+    try:
+        loop = LearnerLoop(agent, replay, receiver, publisher, config_from_dict(LearnerLoopConfig, cfg["loop"]),
+                           ckpt_dir, writer)
+        # resume (de-duplication state included) before the sockets open
+        if not (cfg.get("resume", True) and loop.resume()):
+            n = load_demo_buffer(replay, cfg.get("demos"), acfg.scale_array(), cfg.get("max_demo_episodes"))
+            log.info("fresh start: %d demo transitions from %s", n, cfg.get("demos"))
+        receiver.start()
+        publisher.start()
+        log.info("learner listening on ports %s (transitions) / %s (weights)", receiver.port, publisher.port)
+        return loop.run(stop=lambda: stop["flag"])
+    finally:
+        receiver.close()  # both are no-ops when never started
+        publisher.close()
+        if writer is not None:
+            writer.close()
+
+
+@hydra_app("learner")
+def main(cfg) -> int:
+    """Entry point of ``hilr learner``."""
+    out = run_dir()
+    summary = run_learner(to_container(cfg), out)
+    (out / "learner_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    print(json.dumps({k: v for k, v in summary.items() if k != "receiver"}, default=str))
+    return 0
