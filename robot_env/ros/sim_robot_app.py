@@ -11,6 +11,25 @@ from robot_env.app import hydra_app, to_container
 log = logging.getLogger(__name__)
 
 
+def physics_config(overrides: dict | None) -> dict:
+    """SimWorldConfig values: the in-process sim's ``robot/sim.yaml`` plus ``overrides``.
+
+    Reading the same file as ``robot=sim`` keeps the ROS2 sim robot and the in-process sim
+    physically identical unless the operator asks otherwise.
+    """
+    import dataclasses
+
+    import yaml
+
+    from robot_env.app import config_dir
+    from robot_env.sim import SimWorldConfig
+
+    path = config_dir() / "robot" / "sim.yaml"
+    base = yaml.safe_load(path.read_text()) if path.is_file() else {}
+    names = {f.name for f in dataclasses.fields(SimWorldConfig)}
+    return {**{k: v for k, v in (base or {}).items() if k in names}, **dict(overrides or {})}
+
+
 def build_node(cfg: dict):
     """The :class:`SimRobotNode` described by a resolved ``sim_robot`` config (plain dict)."""
     from robot_env.factory import task_config
@@ -35,7 +54,7 @@ def build_node(cfg: dict):
         cameras[name] = {"topic": spec["topic"], "camera": name,
                          "height": spec.get("height", task.image_size[0]),
                          "width": spec.get("width", task.image_size[1])}
-    world = SimWorld(task, config_from_dict(SimWorldConfig, cfg.get("physics") or {}))
+    world = SimWorld(task, config_from_dict(SimWorldConfig, physics_config(cfg.get("physics"))))
     return SimRobotNode(world, arm, cameras, config_from_dict(SimRobotConfig, cfg.get("node") or {}))
 
 

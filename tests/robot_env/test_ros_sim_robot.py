@@ -64,28 +64,33 @@ def test_expert_succeeds_through_ros2(sim_robot):
 
 
 def test_state_stream_rate_and_camera_rate(sim_robot):
+    """Rates at the publisher, from header stamps received through a deep best-effort queue
+    (so a CPU-starved test process does not count its own lag against the node)."""
     from sensor_msgs.msg import Image, JointState
 
     arm_cfg = profile("robot", "ros_sim")
     cam_cfg = profile("camera", "ros_sim")
     node = runtime.create_node("rate_probe")
     stamps = {"joints": [], "front": []}
+    deep = runtime.make_qos("best_effort", 500)
     node.create_subscription(JointState, arm_cfg["joint_states_topic"],
-                             lambda m: stamps["joints"].append(time.monotonic()), runtime.make_qos("sensor_data", 50))
+                             lambda m: stamps["joints"].append(runtime.stamp_to_seconds(m.header.stamp)), deep)
     node.create_subscription(Image, cam_cfg["front"]["topic"],
-                             lambda m: stamps["front"].append(time.monotonic()), runtime.make_qos("sensor_data"))
+                             lambda m: stamps["front"].append(runtime.stamp_to_seconds(m.header.stamp)), deep)
     try:
-        time.sleep(1.0)  # discovery
+        deadline = time.monotonic() + 30  # node start-up + discovery
+        while not all(stamps.values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
         for v in stamps.values():
             v.clear()
-        time.sleep(3.0)
+        time.sleep(4.0)
     finally:
         runtime.destroy_node(node)
-    state_hz = len(stamps["joints"]) / 3.0
-    camera_hz = len(stamps["front"]) / 3.0
-    print(f"\nsim-robot measured: arm state {state_hz:.0f} Hz, front camera {camera_hz:.1f} Hz")
-    assert state_hz >= 95  # nominal 125 Hz; 2 shared cores may steal a few ticks
-    assert 6 <= camera_hz <= 11
+    rate = {k: (len(set(v)) - 1) / (max(v) - min(v)) for k, v in stamps.items()}
+    print(f"\nsim-robot measured: arm state {rate['joints']:.0f} Hz, front camera {rate['front']:.1f} Hz "
+          f"(publisher stamps)")
+    assert rate["joints"] >= 100  # nominal 125 Hz
+    assert 5 <= rate["front"] <= 11  # nominal 10 Hz; software rendering on a starved box is slower
 
 
 def _arm(**kw):

@@ -18,7 +18,10 @@ pytestmark = [pytest.mark.ros, pytest.mark.timeout(120)]
 
 def test_killed_sim_node_makes_the_env_raise(tmp_path):
     proc = start_sim_robot(tmp_path / "run", "camera={}")  # state only: the fastest start
-    env = robot_env.make_env({"robot": profile("robot", "ros_sim"), "task": {"name": "reach"}})
+    # limits sized for a CPU-starved CI box, so nothing trips before the kill
+    env = robot_env.make_env({"robot": {**profile("robot", "ros_sim"), "max_state_age_s": 0.5},
+                              "task": {"name": "reach"},
+                              "control": {"mode": "realtime", "max_state_age_s": 0.6}})
     try:
         obs, info = env.reset(seed=0)
         for _ in range(5):
