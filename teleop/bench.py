@@ -33,7 +33,8 @@ def hid_latency(n: int = 200) -> dict[str, float]:
     """Report pushed -> state visible, through pyspacemouse, seconds -> ms."""
     from teleop.spacemouse import SpaceMouse, SpaceMouseConfig
 
-    sm = SpaceMouse(SpaceMouseConfig(model="SpaceMouseWireless", source={"type": "replay"}))
+    sm = SpaceMouse(SpaceMouseConfig(model="SpaceMouseWireless", source={"type": "replay"},
+                                     max_motion_age_s=None))
     rng = np.random.default_rng(0)
     out = []
     with sm:

@@ -55,6 +55,9 @@ class SpaceMouseConfig:
         reconnect: on unplug, keep retrying to reopen instead of failing for good.
         reconnect_interval_s: pause between reopen attempts, seconds.
         silent_warn_s: warn if no report arrived this long after connect, seconds.
+        max_motion_age_s: a deflected cap keeps sending reports; non-zero axes older
+            than this mean a stalled stream and read as zero (the arm holds), seconds;
+            None disables the check.
         source: where reports come from: ``{"type": "hidapi"}`` (the device) or
             ``{"type": "replay", "reports": [...]}`` (recorded reports, tests).
     """
@@ -72,6 +75,7 @@ class SpaceMouseConfig:
     reconnect: bool = False
     reconnect_interval_s: float = 0.5
     silent_warn_s: float = 5.0
+    max_motion_age_s: float | None = 0.5
     source: Any = dataclasses.field(default_factory=lambda: {"type": "hidapi"})
 
     def __post_init__(self) -> None:
@@ -110,6 +114,7 @@ class SpaceMouse(Teleoperator):
         self.reconnects = 0
         self._connected_at = 0.0
         self._warned_silent = False
+        self._warned_stale = False
 
     # -- lifecycle -------------------------------------------------------------------
     @property
@@ -160,6 +165,14 @@ class SpaceMouse(Teleoperator):
 
     # -- reader thread -----------------------------------------------------------------
     def _reader(self) -> None:
+        try:
+            self._read_loop()
+        except Exception as exc:  # a bug must not leave a stale command behind: read() raises
+            with self._lock:
+                self._error = f"SpaceMouse reader thread died: {exc!r}"
+            log.exception("SpaceMouse reader thread died")
+
+    def _read_loop(self) -> None:
         from easyhid import HIDException
 
         period = 1.0 / self.cfg.poll_hz
@@ -252,11 +265,22 @@ class SpaceMouse(Teleoperator):
         with self._lock:
             if self._error is not None:
                 raise DeviceError(self._error)
+            if not self._thread.is_alive():
+                raise DeviceError("SpaceMouse reader thread is not running")
             raw, buttons, stamp = self._raw.copy(), self._buttons, self._stamp
             press = dict(self._press_start)
             gripper = self._gripper
-        command, moved = map_axes(raw, self.cfg.axes)
         now = self.clock()
+        max_age = self.cfg.max_motion_age_s
+        if max_age is not None and now - stamp > max_age and np.any(raw != 0):
+            if not self._warned_stale:
+                log.warning("SpaceMouse: cap deflected but no report for %.2f s; reading zero",
+                            now - stamp)
+                self._warned_stale = True
+            raw = np.zeros(6)
+        else:
+            self._warned_stale = False
+        command, moved = map_axes(raw, self.cfg.axes)
         if self.cfg.intervention_button is not None:
             held = self.cfg.intervention_button in press
         else:

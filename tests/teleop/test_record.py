@@ -165,6 +165,7 @@ def test_spacemouse_drives_the_sim_arm_step_by_step(tmp_path):
     from teleop.spacemouse import SpaceMouse, SpaceMouseConfig
 
     sm = SpaceMouse(SpaceMouseConfig(model="SpaceMouseWireless", poll_hz=500.0,
+                                     max_motion_age_s=None,  # reports are pushed once, not repeated
                                      source={"type": "replay"}))
     sm.connect()
     env = InterventionWrapper(make_env(ENV_CFG), sm, sticky_s=0.0)

@@ -180,3 +180,25 @@ def test_real_hidapi_source_without_a_device_says_what_to_check(kw, why):
     with pytest.raises(DeviceError, match=why) as err:
         sm.connect()
     assert "udev" in str(err.value) and not sm.is_connected
+
+
+def test_stalled_stream_with_deflected_cap_reads_zero():
+    with make(reports=[wireless_motion(x=350)], max_motion_age_s=0.1) as sm:
+        wait_drained(sm)
+        assert sm.read().is_active
+        time.sleep(0.15)  # a deflected cap keeps reporting; silence means a stalled stream
+        st = sm.read()
+        assert not st.is_active and np.all(st.command == 0)
+        sm.hid_device.push(wireless_motion(x=350))
+        wait_drained(sm)
+        assert sm.read().command[0] == pytest.approx(1.0)
+
+
+def test_reader_thread_bug_is_an_error_not_a_frozen_command(monkeypatch):
+    with make(reports=[wireless_motion(x=350)]) as sm:
+        wait_drained(sm)
+        monkeypatch.setattr(sm, "_update_buttons", lambda names: 1 / 0)
+        sm.hid_device.push(wireless_motion(x=300))
+        time.sleep(0.05)
+        with pytest.raises(DeviceError, match="reader thread died"):
+            sm.read()
