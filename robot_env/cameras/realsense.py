@@ -115,6 +115,9 @@ class RealSenseCamera(Camera):
 
         devices = list(rs.context().query_devices())
         serials = [d.get_info(rs.camera_info.serial_number) for d in devices]
+        if not devices:
+            raise DeviceError(f"camera {self.name!r}: no RealSense connected (unplugged? USB power?)"
+                              + (f"; wanted serial {self.cfg.serial}" if self.cfg.serial else ""))
         if self.cfg.serial is None:
             if len(devices) != 1:
                 raise DeviceError(
