@@ -336,5 +336,38 @@ class EpisodeWriter:
         self.next_attempt += 1
 
 
+def summarize(root: str | Path) -> dict[str, Any]:
+    """Counts of a dataset: episodes, steps, successes, intervention rate, frames.
+
+    Every episode file is loaded (and so checked); a corrupt one raises ``DatasetError``.
+    """
+    meta = read_meta(root)
+    episodes = [load_episode(p) for p in list_episodes(root)]
+    steps = sum(len(e["action"]) for e in episodes)
+    labels = [np.load(p, allow_pickle=False)["label"] for p in list_frames(root)]
+    return {
+        "task": meta["task"], "fps": meta["fps"], "episodes": len(episodes), "steps": steps,
+        "successful_episodes": int(sum(bool(e.get("episode_success", e["success"].any()))
+                                       for e in episodes)),
+        "intervention_rate": float(sum(e["intervened"].sum() for e in episodes) / steps) if steps else 0.0,
+        "success_frames": int(sum(lab.sum() for lab in labels)),
+        "failure_frames": int(sum((~lab).sum() for lab in labels)),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m robot_env.dataset <root>``: print the dataset's summary as JSON."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Summarise (and check) a recorded hilr dataset.")
+    parser.add_argument("root", help="dataset directory (holds meta.json)")
+    args = parser.parse_args(argv)
+    print(json.dumps(summarize(args.root), indent=2))
+    return 0
+
+
 __all__ = ["DatasetError", "EpisodeWriter", "list_episodes", "list_frames", "load_episode",
-           "load_frames", "read_meta", "save_npz_atomic", "space_to_json"]
+           "load_frames", "read_meta", "save_npz_atomic", "space_to_json", "summarize"]
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -95,3 +95,20 @@ def test_writer_guards(tmp_path):
         w.add(np.full(7, np.nan), OBS.sample(), 0.0, False, False, {})
     assert w.end() is None  # empty episode writes nothing
     assert list_episodes(tmp_path) == []
+
+
+def test_summarize_cli(tmp_path):
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(3)
+    w = writer(tmp_path)
+    record(w, *fake_episode(rng, 4, success=True))
+    record(w, *fake_episode(rng, 6, success=False))
+    out = subprocess.run([sys.executable, "-m", "robot_env.dataset", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["episodes"] == 2 and summary["steps"] == 10
+    assert summary["successful_episodes"] == 1 and summary["intervention_rate"] == pytest.approx(0.5)
+    assert summary["success_frames"] == 1 and summary["failure_frames"] == 11
