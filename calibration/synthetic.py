@@ -10,6 +10,7 @@ supersampling and optional Gaussian noise. ``SyntheticBoardCamera`` is a registe
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 
 import cv2
@@ -54,34 +55,22 @@ def render_board_view(
     cfg = board.config
     px_per_square = 120
     margin_px = int(round(margin_squares * px_per_square))
-    raster = board.image(cfg.squares_x * px_per_square, margin_px).astype(np.float32)
+    raster = _raster(board, px_per_square, margin_px)
     m_per_px = cfg.square_length / px_per_square
-    # Supersampled pixel centres -> pixel coordinates of the output image (centre convention).
-    us = (np.arange(width * s, dtype=np.float64) + 0.5) / s - 0.5
-    vs = (np.arange(height * s, dtype=np.float64) + 0.5) / s - 0.5
-    uu, vv = np.meshgrid(us, vs)
-    pix = np.stack([uu.ravel(), vv.ravel()], axis=1).reshape(-1, 1, 2)
     dist = np.zeros(5) if dist_coeffs is None else np.asarray(dist_coeffs, np.float64)
-    if np.any(dist != 0):
-        norm = cv2.undistortPoints(
-            pix, camera_matrix, dist, None, None, None,
-            (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 20, 1e-9),
-        ).reshape(-1, 2)
-    else:
-        K = camera_matrix
-        norm = np.stack([(pix[:, 0, 0] - K[0, 2]) / K[0, 0], (pix[:, 0, 1] - K[1, 2]) / K[1, 1]], axis=1)
-    # Ray (x, y, 1) meets the plane z_board = 0: board (X, Y, 1) ~ inv([r1 r2 t]) (x, y, 1).
+    norm = _normalized_rays(np.asarray(camera_matrix, np.float64).tobytes(), dist.tobytes(), width, height, s)
+    # Ray (x, y, 1) meets the plane z_board = 0: board (X, Y, 1) ~ inv([r1 r2 t]) (x, y, 1);
+    # then metres -> raster pixels (centre convention: raster pixel i spans board i..i+1).
     H = np.column_stack([T_cam_board[:3, 0], T_cam_board[:3, 1], T_cam_board[:3, 3]])
-    rays = np.column_stack([norm, np.ones(len(norm))])
-    XY = rays @ np.linalg.inv(H).T
-    w = XY[:, 2]
-    behind = w <= 1e-12  # the ray hits the plane behind the camera (or never)
-    w = np.where(behind, 1.0, w)
-    map_x = (XY[:, 0] / w / m_per_px + margin_px - 0.5).astype(np.float32)
-    map_y = (XY[:, 1] / w / m_per_px + margin_px - 0.5).astype(np.float32)
-    map_x[behind] = -1e6
+    Hi = np.linalg.inv(H)
+    to_raster = np.array([[1 / m_per_px, 0, margin_px - 0.5], [0, 1 / m_per_px, margin_px - 0.5], [0, 0, 1]])
+    maps = cv2.perspectiveTransform(norm.reshape(-1, 1, 2), to_raster @ Hi).reshape(height * s, width * s, 2)
+    behind = (norm @ Hi[2, :2].astype(np.float32) + np.float32(Hi[2, 2])) <= 1e-9  # plane hit behind the camera
+    if behind.any():
+        maps.reshape(-1, 2)[behind] = -1e6
+    map_x, map_y = maps[..., 0], maps[..., 1]
     img = cv2.remap(
-        raster, map_x.reshape(height * s, width * s), map_y.reshape(height * s, width * s),
+        raster, np.ascontiguousarray(map_x), np.ascontiguousarray(map_y),
         cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=float(BACKGROUND),
     )
     if s > 1:
@@ -92,6 +81,36 @@ def render_board_view(
         img = img + rng.normal(0.0, noise_sigma, img.shape).astype(np.float32)
     grey = np.clip(np.rint(img), 0, 255).astype(np.uint8)
     return np.repeat(grey[:, :, None], 3, axis=2)
+
+
+@functools.lru_cache(maxsize=4)
+def _raster(board: CharucoBoard, px_per_square: int, margin_px: int) -> np.ndarray:
+    """The printed board as float32 grey levels (cached: boards are immutable)."""
+    return board.image(board.config.squares_x * px_per_square, margin_px).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _normalized_rays(K_bytes: bytes, dist_bytes: bytes, width: int, height: int, s: int) -> np.ndarray:
+    """(H*s*W*s, 2) normalized undistorted coordinates of the supersampled pixel centres.
+
+    They depend only on the camera, not on the board pose, so they are computed once.
+    """
+    K = np.frombuffer(K_bytes, np.float64).reshape(3, 3)
+    dist = np.frombuffer(dist_bytes, np.float64)
+    us = (np.arange(width * s, dtype=np.float64) + 0.5) / s - 0.5  # output pixel coords, centre convention
+    vs = (np.arange(height * s, dtype=np.float64) + 0.5) / s - 0.5
+    uu, vv = np.meshgrid(us, vs)
+    pix = np.stack([uu.ravel(), vv.ravel()], axis=1)
+    if np.any(dist != 0):
+        norm = cv2.undistortPoints(
+            pix.reshape(-1, 1, 2), K, dist, None, None, None,
+            (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 20, 1e-9),
+        ).reshape(-1, 2)
+    else:
+        norm = np.stack([(pix[:, 0] - K[0, 2]) / K[0, 0], (pix[:, 1] - K[1, 2]) / K[1, 1]], axis=1)
+    norm = norm.astype(np.float32)
+    norm.setflags(write=False)
+    return norm
 
 
 @dataclasses.dataclass
