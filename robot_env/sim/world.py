@@ -31,7 +31,7 @@ from robot_env.geometry import (
     apply_rotvec, matrix_to_quat, quat_conj, quat_error_rotvec, quat_mul, quat_normalize,
     quat_to_matrix, quat_wxyz_to_xyzw, quat_xyzw_to_wxyz, rotvec_to_quat,
 )
-from robot_env.hardware import ArmState
+from robot_env.hardware import ArmState, DeviceError
 from robot_env.sim.scene import panda_xml, scene_xml
 from robot_env.sim.tasks import default_task_config, make_sim_task
 from robot_env.task import TaskConfig
@@ -218,6 +218,8 @@ class SimWorld:
             d.ctrl[self._arm_act] = self.config.posture_gain * q_err - 0.5 * d.qvel[self._arm_dadr]
             mujoco.mj_step(m, d, nstep=k)
             done += k
+        if d.warning[mujoco.mjtWarning.mjWARN_BADQACC].number or not np.all(np.isfinite(d.qpos)):
+            raise DeviceError("sim physics diverged (non-finite accelerations); call reset()")
         self._setpoint_pos, self._setpoint_quat = self._target_pos.copy(), self._target_quat.copy()
         self.stamp = time.monotonic()
 

@@ -35,3 +35,12 @@ def test_expert_success_rate(task, noise, min_rate):
     rate, mean_len = run_expert(task, noise)
     print(f"\nexpert {task} noise={noise}: success {rate:.0%} over 20 episodes, mean length {mean_len:.1f} steps")
     assert rate >= min_rate
+
+
+def test_expert_is_tunable():
+    weak, _ = run_expert("pick_cube", noise=0.6, episodes=10)
+    slow_rate, slow_len = run_expert("reach", noise=0.0, episodes=5, speed=0.4)
+    fast_rate, fast_len = run_expert("reach", noise=0.0, episodes=5, speed=1.0)
+    print(f"\npick_cube noise=0.6: {weak:.0%}; reach speed 0.4: {slow_len:.1f} steps, speed 1.0: {fast_len:.1f}")
+    assert weak <= 0.8
+    assert slow_rate == fast_rate == 1.0 and slow_len > 1.5 * fast_len
