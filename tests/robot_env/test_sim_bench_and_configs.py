@@ -83,3 +83,19 @@ def test_bench_sim_prints_a_table_and_json_last():
     result = json.loads(lines[-1])
     assert result["state_steps_per_s"] > 0 and result["image_steps_per_s"] > 0
     assert any(line.startswith("state only") for line in lines)
+
+
+@pytest.mark.parametrize("camera", ["sim", "none"])
+def test_hydra_groups_compose_into_make_env(camera):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIG), version_base="1.3"):
+        cfg = compose(config_name="bench", overrides=[
+            "+robot=sim", f"+camera={camera}", "+task=peg_insert", "task.image_size=[40,40]"])
+    env = robot_env.make_env(cfg)
+    obs, _ = env.reset(seed=0)
+    expected = {"state", "front", "wrist"} if camera == "sim" else {"state"}
+    assert set(obs) == expected
+    if camera == "sim":
+        assert obs["front"].shape == (40, 40, 3)
+    env.close()
