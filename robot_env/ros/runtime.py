@@ -13,6 +13,7 @@ Using a private context (not rclpy's global one) means a host app that runs its 
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import itertools
 import os
@@ -45,6 +46,7 @@ def create_node(kind: str) -> Any:
                                       daemon=True)
             _state.update(context=context, executor=executor, thread=thread, nodes=set())
             thread.start()
+            atexit.register(_shutdown_at_exit)  # a crash that skips disconnect() must not abort()
         safe = "".join(c if c.isalnum() else "_" for c in kind)
         node = Node(f"hilr_{safe}_{os.getpid()}_{next(_counter)}", context=_state["context"])
         _state["nodes"].add(node)
@@ -84,6 +86,15 @@ def destroy_node(node: Any) -> None:
     executor.shutdown(timeout_sec=2.0)
     context.try_shutdown()
     thread.join(timeout=2.0)
+
+
+def _shutdown_at_exit() -> None:
+    """Destroy what is left (a program that died without ``disconnect()``) before Python
+    finalises; a still-spinning executor thread would otherwise end in ``std::terminate``."""
+    with _lock:
+        nodes = list(_state.get("nodes", ()))
+    for node in nodes:
+        destroy_node(node)
 
 
 def active_nodes() -> int:

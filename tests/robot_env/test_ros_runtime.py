@@ -56,3 +56,16 @@ def test_task_report_round_trip_and_malformed_reports():
     for bad in ("not json", '{"episode": 1}', '{"episode": 1, "success": 1, "failure": 0, "task_state": 5}'):
         with pytest.raises(ValueError, match="malformed task report"):
             decode_report(bad)
+
+
+def test_a_crash_without_disconnect_exits_cleanly():
+    """A program that dies with nodes alive exits with its own error, not std::terminate."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from robot_env.ros import runtime\nruntime.create_node('left_open')\nraise RuntimeError('boom')\n"
+    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True,
+                          text=True, timeout=60, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "RuntimeError: boom" in proc.stderr and "terminate called" not in proc.stderr
