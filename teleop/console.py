@@ -100,6 +100,21 @@ class ConsoleStatus:
 _COLORS = {"human": (0, 140, 255), "policy": (60, 200, 60), "paused": (180, 180, 180)}  # BGR
 
 
+def _point_qt_at_system_fonts() -> None:
+    """opencv-python points Qt at a font folder it does not ship (and Qt warns); use the
+    system's fonts instead. Read by Qt when the first window opens."""
+    import os
+
+    import cv2  # noqa: F401  (cv2's import sets QT_QPA_FONTDIR; override it after)
+
+    if os.path.isdir(os.environ.get("QT_QPA_FONTDIR", "")):
+        return
+    for path in ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/truetype", "/usr/share/fonts"):
+        if os.path.isdir(path):
+            os.environ["QT_QPA_FONTDIR"] = path
+            return
+
+
 class OperatorConsole:
     """Window or terminal status display for the operator.
 
@@ -196,6 +211,8 @@ class OperatorConsole:
                     self.stream.write("\r\x1b[K" + status.line())
                     self.stream.flush()
             return
+        if not self._window_open:
+            _point_qt_at_system_fonts()
         import cv2
 
         cv2.imshow(self.cfg.window_name, self.render(obs, status))
