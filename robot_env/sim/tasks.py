@@ -99,13 +99,16 @@ class ReachTask(SimTask):
     DEFAULTS = TaskConfig(name="reach", episode_steps=50, max_rotation=0.1)
 
     def worldbody_xml(self) -> str:
+        """The task's objects (MJCF)."""
         return ('<body name="reach_target" mocap="true" pos="0.5 0 0.2"><geom type="sphere" '
                 'size="0.015" rgba="0.1 0.9 0.2 0.8" contype="0" conaffinity="0"/></body>')
 
     def bind(self, model: mujoco.MjModel) -> None:
+        """Cache ids of the task's bodies/joints/sites."""
         self._mocap = model.body("reach_target").mocapid[0]
 
     def reset(self, world: SimWorld, rng: np.random.Generator) -> None:
+        """Draw new object poses from ``rng`` (seeded by ``SimWorld.reset``)."""
         for _ in range(100):  # rejection sampling; the box is much larger than the ball
             target = rng.uniform(self.cfg.target_low, self.cfg.target_high)
             if np.linalg.norm(target - world.tcp_pos()) >= self.cfg.min_distance:
@@ -113,9 +116,11 @@ class ReachTask(SimTask):
         world.data.mocap_pos[self._mocap] = target
 
     def task_state(self, world: SimWorld) -> dict[str, np.ndarray]:
+        """Privileged object state, float64, metres / xyzw, base frame."""
         return {"target_pos": world.data.mocap_pos[self._mocap].copy()}
 
     def success(self, world: SimWorld) -> bool:
+        """The success test in the docstring of this task's config."""
         dist = np.linalg.norm(world.tcp_pos() - world.data.mocap_pos[self._mocap])
         return bool(dist < self.cfg.success_radius)
 
@@ -149,16 +154,19 @@ class PickCubeTask(SimTask):
     DEFAULTS = TaskConfig(name="pick_cube", episode_steps=100)
 
     def worldbody_xml(self) -> str:
+        """The task's objects (MJCF)."""
         h = self.cfg.cube_half_size
         return (f'<body name="cube" pos="0.5 0 {h}"><freejoint name="cube"/>'
                 f'<geom name="cube" type="box" size="{h} {h} {h}" mass="{self.cfg.cube_mass}" '
                 'rgba="0.8 0.2 0.2 1" friction="1.2 0.01 0.0002" condim="4"/></body>')
 
     def bind(self, model: mujoco.MjModel) -> None:
+        """Cache ids of the task's bodies/joints/sites."""
         self._qadr = model.jnt_qposadr[model.joint("cube").id]
         self._body = model.body("cube").id
 
     def reset(self, world: SimWorld, rng: np.random.Generator) -> None:
+        """Draw new object poses from ``rng`` (seeded by ``SimWorld.reset``)."""
         xy = rng.uniform(self.cfg.xy_low, self.cfg.xy_high)
         yaw = rng.uniform(-self.cfg.yaw_range, self.cfg.yaw_range)
         q = world.data.qpos
@@ -166,6 +174,7 @@ class PickCubeTask(SimTask):
         q[self._qadr + 3:self._qadr + 7] = quat_xyzw_to_wxyz(_yaw_quat(yaw))
 
     def task_state(self, world: SimWorld) -> dict[str, np.ndarray]:
+        """Privileged object state, float64, metres / xyzw, base frame."""
         return {
             "cube_pos": world.data.xpos[self._body].copy(),
             "cube_quat": quat_wxyz_to_xyzw(world.data.xquat[self._body]),
@@ -173,11 +182,13 @@ class PickCubeTask(SimTask):
         }
 
     def success(self, world: SimWorld) -> bool:
+        """The success test in the docstring of this task's config."""
         lifted = world.data.xpos[self._body][2] > self.cfg.cube_half_size + self.cfg.lift_height
         near = np.linalg.norm(world.data.xpos[self._body] - world.tcp_pos()) < 0.06
         return bool(lifted and near)
 
     def failure(self, world: SimWorld) -> bool:
+        """The cube fell off the table."""
         return bool(world.data.xpos[self._body][2] < -0.01)  # fell off the table
 
 
@@ -217,13 +228,16 @@ class PegInsertTask(SimTask):
 
     @property
     def min_gripper_width(self) -> float:  # type: ignore[override]
+        """The gripper never closes narrower than the peg, metres."""
         return 2 * self.cfg.peg_half_size
 
     @property
     def reset_gripper_width(self) -> float:  # type: ignore[override]
+        """The gripper starts closed on the peg, metres."""
         return 2 * self.cfg.peg_half_size
 
     def tool_xml(self) -> str:
+        """The peg, rigidly held at the TCP, and a site at its tip."""
         c = self.cfg
         z = c.peg_length / 2 - 0.02  # peg centre along the tool axis
         return (f'<geom name="peg" type="box" size="{c.peg_half_size} {c.peg_half_size} '
@@ -232,6 +246,7 @@ class PegInsertTask(SimTask):
                 f'<site name="peg_tip" pos="0 0 {z + c.peg_length / 2}" size="0.002"/>')
 
     def worldbody_xml(self) -> str:
+        """The task's objects (MJCF)."""
         c = self.cfg
         inner = c.peg_half_size + c.clearance
         wall = 0.02
@@ -246,16 +261,19 @@ class PegInsertTask(SimTask):
         return f'<body name="hole" mocap="true" pos="0.5 0 0">{walls}</body>'
 
     def bind(self, model: mujoco.MjModel) -> None:
+        """Cache ids of the task's bodies/joints/sites."""
         self._mocap = model.body("hole").mocapid[0]
         self._tip = model.site("peg_tip").id
 
     def reset(self, world: SimWorld, rng: np.random.Generator) -> None:
+        """Draw new object poses from ``rng`` (seeded by ``SimWorld.reset``)."""
         xy = rng.uniform(self.cfg.xy_low, self.cfg.xy_high)
         yaw = rng.uniform(-self.cfg.yaw_range, self.cfg.yaw_range)
         world.data.mocap_pos[self._mocap] = (xy[0], xy[1], 0.0)
         world.data.mocap_quat[self._mocap] = quat_xyzw_to_wxyz(_yaw_quat(yaw))
 
     def task_state(self, world: SimWorld) -> dict[str, np.ndarray]:
+        """Privileged object state, float64, metres / xyzw, base frame."""
         rim = world.data.mocap_pos[self._mocap] + np.array([0.0, 0.0, self.cfg.hole_depth])
         return {
             "hole_pos": rim,  # centre of the hole's opening
@@ -264,6 +282,7 @@ class PegInsertTask(SimTask):
         }
 
     def success(self, world: SimWorld) -> bool:
+        """The success test in the docstring of this task's config."""
         rim = world.data.mocap_pos[self._mocap] + np.array([0.0, 0.0, self.cfg.hole_depth])
         tip = world.data.site_xpos[self._tip]
         inside = np.linalg.norm(tip[:2] - rim[:2]) < self.cfg.clearance + 0.004
