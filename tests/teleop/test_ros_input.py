@@ -90,3 +90,25 @@ def test_no_publisher_is_an_error():
         with pytest.raises(DeviceError, match="no publisher on /hilr_test/nobody"):
             teleop.read()
     assert not teleop.is_connected
+
+
+def test_joy_axes_mode_and_nan_messages_ignored(publisher):
+    from sensor_msgs.msg import Joy
+
+    _, pubs = publisher
+    teleop = Ros2Twist(Ros2TwistConfig(twist_topic="", use_joy_axes=True, full_scale=350.0,
+                                       max_age_s=5.0))
+    with teleop:
+        def send(axes):
+            msg = Joy()
+            msg.axes = [float(a) for a in axes]
+            msg.buttons = [0, 0]
+            pubs["joy"].publish(msg)
+
+        assert until(lambda: (send([0, 0, 350, 0, 0, 0]), teleop.read().is_active)[1])
+        assert teleop.read().command[2] == pytest.approx(1.0)
+        before = teleop.messages_received
+        send([float("nan"), 0, 0, 0, 0, 0])
+        assert until(lambda: teleop.messages_received > before)  # the buttons still count
+        time.sleep(0.05)
+        assert teleop.read().command[2] == pytest.approx(1.0)  # the NaN axes were dropped
