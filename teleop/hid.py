@@ -70,7 +70,7 @@ class HidapiSource(HidSource):
                 f"cannot open SpaceMouse (model={model!r}, path={path!r}): {str(exc).rstrip('.')}. "
                 "Is it plugged in (wireless: receiver plugged and mouse awake), and can you "
                 "read /dev/hidraw* (udev rule: KERNEL==\"hidraw*\", ATTRS{idVendor}==\"256f\", "
-                "MODE=\"0666\")? `python -m pyspacemouse_cli` lists devices."
+                "MODE=\"0666\")? `python -m pyspacemouse.pyspacemouse_cli --list-connected` lists devices."
             ) from exc
 
 

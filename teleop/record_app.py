@@ -74,7 +74,13 @@ def record(cfg: dict) -> dict:
 @hydra_app("record")
 def main(cfg) -> int:
     """Entry point of ``hilr record``."""
-    summary = record(to_container(cfg))
+    from robot_env.hardware import DeviceError
+
+    try:
+        summary = record(to_container(cfg))
+    except DeviceError as exc:  # no device / unplugged: say what to check, no traceback
+        print(f"hilr record: {exc}", file=sys.stderr)
+        return 2
     line = json.dumps({k: v for k, v in summary.items() if k != "paths"}, sort_keys=True)
     (run_dir() / "record_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(line)
