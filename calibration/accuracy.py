@@ -24,7 +24,7 @@ from calibration.procedures import board_poses
 from calibration.synthetic import render_board_view
 from calibration.transforms import exp_so3, from_rt, invert, matrix_to_pose, pose_to_matrix, transform_error
 
-METHODS = ("tsai", "park", "horaud", "andreff")
+METHODS = ("tsai", "park", "horaud", "andreff", "daniilidis")
 
 
 @dataclasses.dataclass

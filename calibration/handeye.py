@@ -9,9 +9,9 @@ Inputs are pairs of end-effector poses ``T_base_ee`` (from the arm) and board po
   ``T_base_cam`` (camera pose in the base frame, "camera-to-base").
 
 ``cv2.calibrateHandEye`` solves it when this OpenCV build has it (OpenCV 4.x); OpenCV
-5.0's Python wheel dropped the function, so the same methods are implemented here in
+5.0's Python wheel dropped the function, so the same five methods are implemented here in
 numpy from their papers (Tsai-Lenz 1989, Park-Martin 1994, Horaud-Dornaika 1995,
-Andreff 1999). ``backend="auto"`` prefers OpenCV's when it exists.
+Andreff 1999, Daniilidis 1999). ``backend="auto"`` prefers OpenCV's when it exists.
 """
 
 from __future__ import annotations
@@ -155,6 +155,43 @@ def _rotation_andreff(motions) -> np.ndarray:
     return project_to_so3(R)
 
 
+def _quat_mul_wxyz(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    w1, x1, y1, z1 = a
+    w2, x2, y2, z2 = b
+    return np.array([w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2, w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+                     w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2, w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2])
+
+
+def _dual_quat(T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit dual quaternion (real, dual), wxyz, of a rigid transform, real part with w >= 0."""
+    q = _quat_wxyz(T[:3, :3])
+    return q, 0.5 * _quat_mul_wxyz(np.concatenate([[0.0], T[:3, 3]]), q)
+
+
+def _daniilidis(motions) -> np.ndarray:
+    """Daniilidis 1999: rotation and translation together from dual quaternions (SVD)."""
+    rows = []
+    for A, B in motions:
+        (a, a_d), (b, b_d) = _dual_quat(A), _dual_quat(B)
+        top = np.hstack([(a[1:] - b[1:])[:, None], skew(a[1:] + b[1:]), np.zeros((3, 4))])
+        bottom = np.hstack([(a_d[1:] - b_d[1:])[:, None], skew(a_d[1:] + b_d[1:]),
+                            (a[1:] - b[1:])[:, None], skew(a[1:] + b[1:])])
+        rows += [top, bottom]
+    _, _, Vt = np.linalg.svd(np.concatenate(rows))
+    u1, v1, u2, v2 = Vt[6, :4], Vt[6, 4:], Vt[7, :4], Vt[7, 4:]
+    # lambda1 v7 + lambda2 v8 must be a unit dual quaternion: q.q = 1 and q.q' = 0.
+    roots = np.roots([u1 @ v1, u1 @ v2 + u2 @ v1, u2 @ v2])
+    roots = roots[np.isreal(roots)].real
+    if len(roots) == 0:
+        raise CalibrationError("Daniilidis: no real solution; the motions are degenerate")
+    norms = [s * s * (u1 @ u1) + 2 * s * (u1 @ u2) + u2 @ u2 for s in roots]
+    s = roots[int(np.argmax(norms))]
+    lam2 = 1.0 / np.sqrt(max(norms))
+    q, q_d = s * lam2 * u1 + lam2 * u2, s * lam2 * v1 + lam2 * v2
+    t = 2.0 * _quat_mul_wxyz(q_d, q * np.array([1, -1, -1, -1]))[1:]
+    return from_rt(_quat_matrix(q), t)
+
+
 _NUMPY_SOLVERS = {"tsai": _rotation_tsai, "park": _rotation_park, "horaud": _rotation_horaud, "andreff": _rotation_andreff}
 
 
@@ -183,14 +220,11 @@ def solve_ax_xb(T_a: Sequence[np.ndarray], T_b: Sequence[np.ndarray], method: st
             method=getattr(cv2, _CV2_METHODS[method]),
         )
         return from_rt(R, t.reshape(3)), "opencv"
-    if method not in _NUMPY_SOLVERS:
-        raise CalibrationError(
-            f"method {method!r} needs cv2.calibrateHandEye, absent from OpenCV {cv2.__version__}; "
-            f"numpy methods: {sorted(_NUMPY_SOLVERS)}"
-        )
     motions = _motions(T_a, T_b)
     if len(motions) < 2:
         raise CalibrationError("hand-eye needs >= 2 motions with rotation; the poses barely rotate")
+    if method == "daniilidis":
+        return _daniilidis(motions), "numpy"
     R_x = _NUMPY_SOLVERS[method](motions)
     return from_rt(R_x, _translation(motions, R_x)), "numpy"
 
@@ -250,7 +284,7 @@ def calibrate_hand_eye(
         T_base_ee: (4, 4) end-effector poses in the base frame, metres (measured, not commanded).
         T_cam_board: (4, 4) board poses in the camera frame at the same instants.
         mounting: ``eye_in_hand`` (returns ``T_ee_cam``) or ``eye_to_hand`` (returns ``T_base_cam``).
-        method: ``tsai``, ``park``, ``horaud``, ``andreff`` (numpy or OpenCV) or ``daniilidis`` (OpenCV only).
+        method: ``tsai``, ``park``, ``horaud``, ``andreff`` or ``daniilidis`` (numpy or OpenCV).
         backend: ``auto``, ``opencv`` or ``numpy``.
         min_poses: fewest poses accepted.
         min_rotation_deg: a pose set whose largest relative rotation is below this is degenerate.

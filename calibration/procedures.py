@@ -68,7 +68,7 @@ def capture_views(
         last = det
         say(f"  view {len(detections)}/{n_views}: {len(det)} corners")
     if len(detections) < n_views:
-        raise CalibrationError(f"only {len(detections)} of {n_views} board views within {timeout_s:.0f} s")
+        raise CalibrationError(f"only {len(detections)} of {n_views} board views within {timeout_s:g} s")
     return detections, images
 
 

@@ -2,7 +2,8 @@
 
 ``command_pose`` sets a target; ``read_state`` reports the arm moving towards it over
 ``move_time_s`` (so waiting code is exercised), optionally with a fixed pose error.
-``script`` replays a list of positions, one per ``read_state`` (an operator moving the arm).
+``script`` replays a list of positions (or positions + quaternions), one per ``read_state``
+(an operator moving the arm).
 """
 
 from __future__ import annotations
@@ -66,8 +67,11 @@ class KinematicArm(Arm):
         self.reads += 1
         if self.cfg.stale_after is not None and self.reads > self.cfg.stale_after:
             raise StaleDataError("fake arm: state older than max age")
-        if self.script:
-            self._pos = np.asarray(self.script.pop(0), float)
+        if self.script:  # entries: (3,) position, or (7,) position + quaternion xyzw
+            entry = np.asarray(self.script.pop(0), float)
+            self._pos = entry[:3]
+            if len(entry) == 7:
+                self._quat = entry[3:]
             pos, quat = self._pos, self._quat
         else:
             pos, quat = self._now_pose()

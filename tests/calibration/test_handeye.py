@@ -20,7 +20,7 @@ from tests.calibration.conftest import K_TRUE
 
 TRANS_BOUND_M = 0.002
 ROT_BOUND_DEG = 0.5
-METHODS = ["tsai", "park", "horaud", "andreff"]
+METHODS = ["tsai", "park", "horaud", "andreff", "daniilidis"]
 
 
 def _intrinsics(session):

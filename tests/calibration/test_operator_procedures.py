@@ -231,3 +231,37 @@ def test_realsense_factory_intrinsics_read_and_compared():
     assert diff["max_pixel_diff_px"] > 4.0 and diff["distortion_compared"]
     with pytest.raises(CalibrationError, match="no colour stream"):
         device_color_intrinsics(dev, 1280, 720)
+
+
+# --- operator-held board (intrinsics without arm motion) ----------------------------------------
+def test_capture_views_keeps_only_moved_views_then_calibrates():
+    """Board in the operator's hand (eye-to-hand camera): still frames are not counted twice."""
+    from calibration.accuracy import eye_to_hand_scenario
+    from calibration.guidance import generate_pose_list
+    from calibration.intrinsics import calibrate_intrinsics
+    from calibration.procedures import capture_views
+    from calibration.synthetic import SyntheticBoardCameraConfig
+    from calibration.transforms import matrix_to_pose
+    from robot_env.hardware import CAMERAS
+
+    sc = eye_to_hand_scenario()
+    pos, quat = matrix_to_pose(sc.center)
+    held = []
+    for p, q in generate_pose_list(pos, quat, 8, tilt_deg=25.0, pivot_distance=sc.pivot):
+        held += [np.concatenate([p, q])] * 3  # the operator holds each pose for three frames
+    arm = ARMS.make({"type": "calib_kinematic"}, script=held)
+    cp, cq = matrix_to_pose(sc.truth)
+    bp, bq = matrix_to_pose(sc.board)
+    camera = CAMERAS.make(SyntheticBoardCameraConfig(mounting="eye_to_hand", camera_pose=[*cp, *cq],
+                                                     board_pose=[*bp, *bq], fy=600.0), arm=arm)
+    clock = FakeClock()
+    said = []
+    with arm, camera:
+        detections, images = capture_views(camera, camera.board, 8, say=said.append, clock=clock, sleep=clock.sleep)
+        assert len(detections) == 8 and len(images) == 8
+        assert arm.reads == 8 * 3 - 2  # the last pose's repeats were never needed
+        with pytest.raises(CalibrationError, match=r"only \d of 3 board views within 0.5 s"):  # the operator stopped
+            capture_views(camera, camera.board, 3, say=said.append, timeout_s=0.5, clock=clock, sleep=clock.sleep)
+    intr = calibrate_intrinsics(detections)
+    assert abs(intr.fx - 600.0) < 3.0 and abs(intr.cx - 320.0) < 3.0
+    assert "view 8/8" in said[-1] or any("view 8/8" in s for s in said)
