@@ -10,11 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calibration.board import CharucoBoard
+from calibration.accuracy import eye_in_hand_scenario, eye_to_hand_scenario
 from calibration.drive import DriveConfig, collect_hand_eye_samples
 from calibration.guidance import generate_pose_list
-from calibration.synthetic import SyntheticBoardCamera, SyntheticBoardCameraConfig
-from calibration.accuracy import eye_in_hand_scenario, eye_to_hand_scenario
+from calibration.synthetic import SyntheticBoardCameraConfig
 from calibration.transforms import matrix_to_pose
 from robot_env.hardware import ARMS, CAMERAS
 from tests.calibration import fake_arm  # noqa: F401  (registers calib_kinematic)
