@@ -130,7 +130,7 @@ def train_bc(episodes: Sequence[Mapping[str, np.ndarray]], policy_cfg: BCConfig,
     train_eps, val_eps = split_episodes(episodes, train_cfg.val_fraction, train_cfg.seed)
     train = ChunkDataset(train_eps, policy_cfg.chunk_size)
     val = ChunkDataset(val_eps, policy_cfg.chunk_size, list(train.obs)) if val_eps else None
-    model = BCPolicy(train.spec, policy_cfg).to(device)
+    model = BCPolicy(train.spec, policy_cfg, action_dim=train.chunks.shape[-1]).to(device)  # A from the data (gym envs)
     if "state" in train.obs:
         model.set_state_stats(train.obs["state"].mean(0), train.obs["state"].std(0))
     params = [p for p in model.parameters() if p.requires_grad]

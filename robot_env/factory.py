@@ -14,6 +14,9 @@
   ``workspace_high``, ``max_angle_from_home``, ``max_step_translation``,
   ``max_step_rotation``).
 * ``time_limit`` (optional, bool, default True): wrap in ``TimeLimit(task.episode_steps)``.
+* ``env`` (optional): ``{"type": "gym", "id": ..., ...}`` builds any registered gymnasium env
+  through ``robot_env.gym_env.GymAdapter`` instead (the keys above are then unused);
+  absent or ``{"type": "sim"}``: the robot/camera/task env above.
 """
 
 from __future__ import annotations
@@ -75,6 +78,11 @@ def make_env(cfg: Mapping[str, Any] | None = None, *, success: SuccessSource | N
         ``TimeLimit(RejectNonFiniteAction(SafetyClip(RobotEnv)))``, not yet reset.
     """
     cfg = _plain(cfg or {})
+    env_spec = cfg.get("env") or {}
+    if env_spec.get("type") == "gym":  # any gymnasium env: robot_env.gym_env (robot/camera/task unused)
+        from robot_env.gym_env import make_gym_env
+
+        return make_gym_env(env_spec, render_mode=render_mode)
     task = task_config(cfg.get("task"), cfg.get("safety"))
     robot = dict(cfg.get("robot") or {"type": "mujoco"})
     world = None
