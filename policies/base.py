@@ -113,8 +113,11 @@ class LeRobotBasePolicy(BasePolicy):
     def __init__(self, path: str | Path, policy_type: str = "act", device: str = "cpu", action_dim: int = 7) -> None:
         try:
             from lerobot.policies.factory import get_policy_class  # type: ignore[import-not-found]
-        except ImportError as exc:
-            raise ImportError("lerobot base policies need `pip install lerobot`") from exc
+        except ImportError:
+            try:  # lerobot < 0.2 kept its packages under lerobot.common
+                from lerobot.common.policies.factory import get_policy_class  # type: ignore[import-not-found]
+            except ImportError as exc:
+                raise ImportError("lerobot base policies need `pip install lerobot`") from exc
         p = Path(path)
         if not p.is_dir():
             raise FileNotFoundError(f"lerobot policy directory {p} not found (hub ids are not downloaded)")

@@ -95,3 +95,18 @@ def test_every_config_key_is_commented():
         for line in f.read_text().splitlines():
             if line.strip() and not line.lstrip().startswith(("#", "-")) and ":" in line:
                 assert "#" in line, f"{f.name}: uncommented key line {line!r}"
+
+
+def test_train_bc_app_on_scripted_demos_in_sim(tmp_path):
+    from learners.apps.train_bc import run_train_bc
+
+    cfg = {"robot": {"type": "mujoco"}, "camera": {}, "task": {"name": "reach"}, "dataset": None,
+           "privileged_state": True, "seed": 0, "progress": False,
+           "expert_demos": {"episodes": 3, "noise": 0.0, "speed": 1.0},
+           "policy": {"hidden": [32], "chunk_size": 2, "execute_steps": 1},
+           "train": {"steps": 20, "batch_size": 16, "val_every": 10, "val_fraction": 0.34},
+           "eval": {"episodes": 2, "seed": 100}}
+    summary = run_train_bc(cfg, tmp_path)
+    assert (tmp_path / "bc_best.safetensors").exists() and (tmp_path / "bc_last.safetensors").exists()
+    assert summary["eval"]["episodes"] == 2 and 0.0 <= summary["eval"]["success_rate"] <= 1.0
+    assert len(summary["val_loss"]) == 2
