@@ -185,3 +185,13 @@ def crops_file(crops: dict, image_sizes: dict, serials: dict) -> CalibrationFile
     return CalibrationFile("crops", data, frames={
         "crop_xywh": "pixels of the full colour frame, top-left origin",
         "crop_fractions": "[x0, y0, x1, y1] as fractions of the frame (the operator console's crop format)"})
+
+
+def spacemouse_file(cal) -> CalibrationFile:
+    """Calibration file content for a ``SpaceMouseCalibration`` (read by teleop's ``axes_from_calibration``)."""
+    axes = cal.axis_map()
+    data = {"axes": {k: axes[k] for k in ("order", "sign", "deadzone")}, "bias": list(cal.bias),
+            "noise_max": list(cal.noise_max), "handedness": int(cal.handedness)}
+    return CalibrationFile("spacemouse", data, frames={
+        "axes": "teleop AxisMapConfig: order[k] = device axis driving robot axis k (x forward, y left, z up, "
+                "roll, pitch, yaw), base frame; bias per device axis, subtracted first"})

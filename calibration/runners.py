@@ -24,7 +24,9 @@ from calibration.guidance import generate_pose_list
 from calibration.intrinsics import (
     Intrinsics, calibrate_intrinsics, compare_intrinsics, device_color_intrinsics, read_realsense_factory_intrinsics,
 )
-from calibration.procedures import capture_views, crops_file, handeye_file, intrinsics_file, run_hand_eye, workspace_file
+from calibration.procedures import (
+    capture_views, crops_file, handeye_file, intrinsics_file, run_hand_eye, spacemouse_file, workspace_file,
+)
 from calibration.spacemouse import calibrate_spacemouse
 from calibration.workspace import teach_workspace
 from robot_env.hardware import ARMS, CAMERAS, Arm, Camera
@@ -336,20 +338,17 @@ def run_spacemouse(cfg: dict) -> dict:
 
     s = cfg["spacemouse"]
     spec = dict(cfg["teleop"])
+    # Raw axes: identity map, no dead-zone, no bias (a previous calibration must not leak in).
     spec["axes"] = {**dict(spec.get("axes") or {}), "order": [0, 1, 2, 3, 4, 5], "sign": [1] * 6,
-                    "deadzone": [0.0] * 6, "scale": [1] * 6, "frame": "base"}
+                    "deadzone": [0.0] * 6, "scale": [1] * 6, "frame": "base", "bias": [0.0] * 6}
+    if "calibration_file" in spec:
+        spec["calibration_file"] = None
     device = make_teleoperator(spec)
     with device:
         cal = calibrate_spacemouse(device, rest_s=s["rest_s"], threshold=s["threshold"],
                                    timeout_s=s["timeout_s"], rate_hz=s["rate_hz"])
-    from calibration.files import CalibrationFile
-
-    data = {"axes": cal.axis_map(), "bias": cal.bias, "noise_max": cal.noise_max, "handedness": cal.handedness}
-    path = save_calibration(CalibrationFile("spacemouse", data, frames={
-        "axes": "teleop AxisMapConfig: order[k] = device axis driving robot axis k (x fwd, y left, z up, roll, pitch, yaw), base frame"}),
-        calibration_path(_out_dir(cfg), "spacemouse"))
-    print(f"teleop override: teleop.axes.order='{cal.order}' teleop.axes.sign='{cal.sign}' "
-          f"teleop.axes.deadzone='{[round(d, 4) for d in cal.deadzone]}'")
+    path = save_calibration(spacemouse_file(cal), calibration_path(_out_dir(cfg), "spacemouse"))
+    print(f"use it: teleop.calibration_file={path}")
     return {"file": str(path), **cal.axis_map(), "handedness": cal.handedness}
 
 

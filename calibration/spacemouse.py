@@ -59,8 +59,8 @@ class SpaceMouseCalibration:
     """Result of the SpaceMouse procedure (robot axis order x, y, z, roll, pitch, yaw).
 
     Attributes:
-        deadzone: (6,) dead-zone per robot axis, raw units.
-        bias: (6,) mean resting value per *device* axis, raw units.
+        deadzone: (6,) dead-zone per robot axis, raw units (applied after subtracting ``bias``).
+        bias: (6,) mean resting value per *device* axis, raw units (teleop subtracts it first).
         noise_max: (6,) largest resting deviation per device axis, raw units.
         order: (6,) device axis driving each robot axis.
         sign: (6,) +1/-1 per robot axis.
@@ -75,8 +75,9 @@ class SpaceMouseCalibration:
     handedness: int
 
     def axis_map(self) -> dict:
-        """The keys of teleop's ``AxisMapConfig`` this calibration sets."""
-        return {"order": list(self.order), "sign": list(self.sign), "deadzone": list(self.deadzone)}
+        """The keys of teleop's ``AxisMapConfig`` this calibration sets (``bias`` per device axis)."""
+        return {"order": list(self.order), "sign": list(self.sign), "deadzone": list(self.deadzone),
+                "bias": list(self.bias)}
 
 
 def _sample(device, duration_s, rate_hz, clock, sleep) -> np.ndarray:
@@ -101,7 +102,7 @@ def measure_deadzone(
         device: the input device, resting.
         duration_s: recording time, seconds.
         rate_hz: sampling rate, Hz.
-        factor: dead-zone = max(floor, factor * largest absolute resting value).
+        factor: dead-zone = max(floor, factor * largest resting deviation from the mean).
         floor: smallest dead-zone, raw units.
         max_rest: a resting value beyond this means the cap was touched: abort.
 
@@ -119,7 +120,8 @@ def measure_deadzone(
         )
     bias = samples.mean(0)
     noise = np.abs(samples - bias).max(0)
-    deadzone = np.maximum(floor, factor * peak)
+    # teleop subtracts the bias before its dead-zone, so the dead-zone covers the noise around it.
+    deadzone = np.maximum(floor, factor * noise)
     return deadzone, bias, noise
 
 
