@@ -350,3 +350,19 @@ def concat_batches(parts: list[dict[str, Any]]) -> dict[str, Any]:
         else:
             out[k] = np.concatenate([p[k] for p in parts])
     return out
+
+
+def relabel_base_actions(episode: Mapping[str, np.ndarray], base_policy: Any) -> dict[str, np.ndarray]:
+    """Return a copy of a recorded episode with ``base_action`` (T, A) filled by running the
+    frozen base policy over its observations (from ``reset()``, in order, as it would act).
+
+    Demos recorded before a base policy existed carry no base actions; residual learning
+    needs them for the actor input and the implied residual label.
+    """
+    keys = [k[4:] for k in episode if k.startswith("obs/")]
+    T = len(episode["action"])
+    base_policy.reset()
+    out = dict(episode)
+    out["base_action"] = np.stack(
+        [np.asarray(base_policy.act({k: episode[f"obs/{k}"][t] for k in keys}), np.float32) for t in range(T)])
+    return out

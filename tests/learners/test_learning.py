@@ -17,7 +17,7 @@ import torch
 from learners.agent import Agent, AgentConfig
 from learners.bc import BCTrainConfig, train_bc
 from learners.inprocess import run_online
-from learners.replay import MixedReplay, ReplayBuffer
+from learners.replay import MixedReplay, ReplayBuffer, relabel_base_actions
 from learners.rollout import collect_episodes, evaluate
 from learners.sim_obs import PrivilegedState
 from policies.bc import BCBasePolicy, BCConfig
@@ -59,10 +59,7 @@ def demo_replay(demos, base, cfg: AgentConfig, spec) -> MixedReplay:
     online = ReplayBuffer(spec, 20_000, n_step=cfg.n_step, gamma=cfg.gamma, seed=cfg.seed)
     demo = ReplayBuffer(spec, 5_000, n_step=cfg.n_step, gamma=cfg.gamma, seed=cfg.seed + 1)
     for ep in demos:
-        base.reset()
-        ep = dict(ep)
-        ep["base_action"] = np.stack([base.act({"state": s}) for s in ep["obs/state"][:-1]])
-        demo.add_episode(ep, scale=scale)
+        demo.add_episode(relabel_base_actions(ep, base), scale=scale)
     return MixedReplay(online, demo, scale, demo_ratio=0.5)
 
 

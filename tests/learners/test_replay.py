@@ -117,3 +117,20 @@ def test_interventions_land_in_both_buffers_with_implied_residual():
     assert expected[3] == 1.0 and expected[4] == -1.0  # clipped
     batch = mixed.sample(10)
     assert len(batch["reward"]) == 10 and batch["intervened"][:5].all()  # 50/50: demo rows first
+
+
+def test_relabel_base_actions_runs_base_from_reset():
+    from learners.replay import relabel_base_actions
+
+    class Counter:
+        def reset(self):
+            self.t = 0
+
+        def act(self, obs):
+            self.t += 1
+            return np.full(7, obs["state"][0] + self.t, np.float32)
+
+    ep = {"obs/state": np.arange(4, dtype=np.float32)[:, None].repeat(2, 1), "action": np.zeros((3, 7), np.float32)}
+    out = relabel_base_actions(ep, Counter())
+    assert out["base_action"].shape == (3, 7) and np.allclose(out["base_action"][:, 0], [1, 3, 5])
+    assert "base_action" not in ep

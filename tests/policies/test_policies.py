@@ -185,3 +185,25 @@ def test_reward_classifier_round_trip_and_threshold(tmp_path):
     assert 0 <= p <= 1 and r == float(p > 0.9)
     with pytest.raises(ValueError, match="camera"):
         RewardClassifier({"state": ((3,), "float32")}, RewardClassifierConfig())
+
+
+def test_gripper_critic_td_loss_falls():
+    from policies.critics import GripperCritic, gripper_action_to_index, gripper_td_loss
+
+    torch.manual_seed(0)
+    critic, target = GripperCritic(6, 2, (32,)), GripperCritic(6, 2, (32,))
+    target.load_state_dict(critic.state_dict())
+    feat, next_feat = torch.randn(64, 6), torch.randn(64, 6)
+    idx = gripper_action_to_index(torch.sign(feat[:, 0]), torch.zeros(64), deadband=0.5)
+    assert set(idx.tolist()) <= {0, 2}
+    reward, discount = (idx == 2).float(), torch.full((64,), 0.9)
+    opt = torch.optim.Adam(critic.parameters(), 1e-2)
+    losses = []
+    for _ in range(100):
+        loss = gripper_td_loss(critic, target, feat, next_feat, idx, reward, discount)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.3 * losses[0]
+    assert critic.greedy(feat).shape == (64,)
