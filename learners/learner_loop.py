@@ -111,11 +111,15 @@ class LearnerLoop:
         cfg: loop settings.
         checkpoint_dir: where checkpoints go (resumed from when it holds one).
         writer: optional ``torch.utils.tensorboard.SummaryWriter``.
+        updater: a ``learners.distributed.ShardedUpdater`` on rank 0 of a data-parallel
+            learner (each update then samples ``world_size`` batches' worth); None = one process.
     """
 
     def __init__(self, agent: Any, replay: MixedReplay, receiver: Any, publisher: Any,
-                 cfg: LearnerLoopConfig, checkpoint_dir: str | Path, writer: Any = None) -> None:
+                 cfg: LearnerLoopConfig, checkpoint_dir: str | Path, writer: Any = None,
+                 updater: Any = None) -> None:
         self.agent, self.replay, self.cfg = agent, replay, cfg
+        self.updater = updater
         self.receiver, self.publisher, self.writer = receiver, publisher, writer
         self.checkpoint_dir = Path(checkpoint_dir)
         self.env_steps = 0
@@ -202,6 +206,15 @@ class LearnerLoop:
                     self.writer.add_scalar(f"episode/{k}", ep[k], self.env_steps)
         return len(items)
 
+    def update(self) -> dict[str, float]:
+        """One update on a fresh batch (sharded across ranks when data-parallel)."""
+        bs = self.agent.cfg.batch_size
+        if self.updater is None:
+            return self.agent.update(self.replay.sample(bs))
+        from learners.distributed import world_size
+
+        return self.updater.update(self.replay.sample(bs * world_size()))
+
     def _wants_update(self) -> bool:
         if not self.agent.learns or len(self.replay.online) < self.cfg.learning_starts:
             return False
@@ -231,7 +244,7 @@ class LearnerLoop:
             if self.ingest(timeout_s=0.0 if wants else 0.02):
                 last_rx = time.monotonic()
             if self._wants_update():
-                self.metrics = self.agent.update(self.replay.sample(self.agent.cfg.batch_size))
+                self.metrics = self.update()
                 if self.agent.num_updates % self.cfg.publish_every == 0:
                     self.publish()
             now = time.monotonic()
@@ -244,6 +257,8 @@ class LearnerLoop:
                 reason = "stopped"
         self.save_checkpoint()
         self.publish()
+        if self.updater is not None:
+            self.updater.stop()
         log.info("learner stopping (%s)", reason)
         return self.summary(reason)
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from learners.distributed import average_gradients
 from policies.critics import polyak_update, random_subset_min
 from policies.residual import compose_action
 
@@ -31,6 +32,7 @@ def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: list[nn.
     """Backward + grad-norm clip + step; returns the pre-clip grad norm."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    average_gradients(params)  # data-parallel learner (torchrun): every rank steps on the mean gradient
     norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
     optimizer.step()
     return float(norm)
@@ -131,6 +133,7 @@ def sac_update(agent: "Agent", batch: dict[str, Any], update_actor: bool) -> dic
         temperature_loss = -(agent.log_alpha.exp() * (log_prob.detach() + agent.target_entropy)).mean()
         agent.temperature_optim.zero_grad(set_to_none=True)
         temperature_loss.backward()
+        average_gradients([agent.log_alpha])
         agent.temperature_optim.step()
         metrics.update(actor_loss=actor_loss.item(), entropy=-log_prob.mean().item(),
                        temperature=agent.log_alpha.exp().item(), temperature_loss=temperature_loss.item(),

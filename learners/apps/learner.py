@@ -26,6 +26,7 @@ def run_learner(cfg: dict, out_dir: Path) -> dict:
     """Build agent, buffers and transport from ``cfg``; resume if a checkpoint exists; train."""
     import torch
 
+    from learners import distributed
     from learners.agent import Agent
     from learners.builders import (agent_config, build_replay, load_demo_buffer, obs_spec_from_config,
                                    obs_spec_from_dataset, transport_config)
@@ -35,16 +36,27 @@ def run_learner(cfg: dict, out_dir: Path) -> dict:
 
     if cfg.get("torch_threads"):
         torch.set_num_threads(int(cfg["torch_threads"]))
+    device = distributed.init_from_env(str(cfg["learner"].get("device", "cpu")))
     if cfg.get("obs_spec"):
         spec = obs_spec_from_config(cfg["obs_spec"])
     elif cfg.get("demos"):
         spec = obs_spec_from_dataset(cfg["demos"])
     else:
         raise ValueError("the learner needs the observation layout: set demos=<dataset> or obs_spec")
-    acfg = agent_config(cfg["learner"])
+    acfg = agent_config(cfg["learner"], device=device)
     agent = Agent(spec, acfg)
-    replay = build_replay(spec, acfg)
+    if distributed.world_size() > 1 and not cfg.get("checkpoint_dir"):
+        raise ValueError("a data-parallel learner (torchrun) needs an explicit checkpoint_dir shared by its ranks")
     ckpt_dir = Path(cfg.get("checkpoint_dir") or out_dir / "checkpoints")
+    if distributed.world_size() > 1 and distributed.rank() > 0:
+        # data-parallel follower: no transport, no replay, no checkpoints of its own; it loads
+        # the same checkpoint as rank 0 (identical weights and optimiser moments), then rank 0 feeds it
+        latest = ckpt_dir / "LATEST"
+        if cfg.get("resume", True) and latest.exists():
+            agent.load(ckpt_dir / latest.read_text().strip() / "agent.safetensors")
+        n = distributed.ShardedUpdater(agent, template_batch(spec, acfg)).follow()
+        return {"rank": distributed.rank(), "updates": n}
+    replay = build_replay(spec, acfg)
     # acks wait for checkpoints: a killed learner loses nothing (the actors re-send)
     tcfg = transport_config(cfg["transport"], ack_policy="commit")
     receiver = TransitionReceiver(tcfg)
@@ -63,6 +75,8 @@ def run_learner(cfg: dict, out_dir: Path) -> dict:
         if not (cfg.get("resume", True) and loop.resume()):
             n = load_demo_buffer(replay, cfg.get("demos"), acfg.scale_array(), cfg.get("max_demo_episodes"))
             log.info("fresh start: %d demo transitions from %s", n, cfg.get("demos"))
+        if distributed.world_size() > 1:  # after resume: every rank starts from the same weights
+            loop.updater = distributed.ShardedUpdater(agent, template_batch(spec, acfg))
         receiver.start()
         publisher.start()
         log.info("learner listening on ports %s (transitions) / %s (weights)", receiver.port, publisher.port)
@@ -74,11 +88,29 @@ def run_learner(cfg: dict, out_dir: Path) -> dict:
             writer.close()
 
 
+def template_batch(spec: dict, acfg) -> dict:
+    """A zero batch of the data-parallel global size: its layout is all the ranks share."""
+    import numpy as np
+
+    from learners import distributed
+    from learners.replay import ReplayBuffer
+
+    buf = ReplayBuffer(spec, 4, acfg.action_dim, acfg.n_step, acfg.gamma)
+    zeros = {k: np.zeros(shape, dt) for k, (shape, dt) in spec.items()}
+    buf.add({"obs": zeros, "next_obs": zeros, "action": np.zeros(acfg.action_dim, np.float32),
+             "reward": 0.0, "terminated": True, "truncated": False})
+    return buf.sample(acfg.batch_size * distributed.world_size())
+
+
 @hydra_app("learner")
 def main(cfg) -> int:
     """Entry point of ``hilr learner``."""
+    from learners import distributed
+
     out = run_dir()
     summary = run_learner(to_container(cfg), out)
+    if distributed.rank() > 0:
+        return 0
     (out / "learner_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k != "receiver"}, default=str))
     return 0
