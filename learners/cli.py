@@ -20,7 +20,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "learner": ("learners.apps.learner:main", "learner process: receive transitions over ZMQ, train SAC/RLPD/TD3 residual, publish weights"),
     "actor": ("learners.apps.actor:main", "actor process: run base + residual policy on the robot with interventions, stream transitions"),
     "eval": ("learners.apps.evaluate:main", "evaluate a policy for N episodes: success rate with confidence interval, cycle time"),
-    "calibrate": ("calibration.app:main", "calibrate: intrinsics | handeye | crops | workspace | spacemouse"),
+    "calibrate": ("calibration.app:main", "calibrate: board | intrinsics | handeye | crops | workspace | spacemouse | moved"),
     "bench": ("learners.apps.bench:main", "benchmarks: sim | ros | transport | learner | learn"),
 }
 
