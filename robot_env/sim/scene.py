@@ -7,10 +7,14 @@ virtual file, with two edits made as text so that the shipped file stays untouch
 * a task may attach bodies to the gripper (the peg of ``peg_insert``) right after the
   ``pinch`` site, the tool centre point (TCP) between the fingertips.
 
-Cartesian control: a mocap body is welded to the flange (``attachment``). The weld is a
-soft constraint solved with the contacts, so the arm tracks the TCP target like a stiff
-position-controlled arm with a stiffness set by ``weld_solref``; gravity is compensated
-(``gravcomp``) as a real arm's controller does.
+Cartesian control, an impedance controller built from physics: the mocap body
+``ee_target`` is the TCP target; below it a light body ``ee_spring`` hangs on three
+spring-damper slide joints (``compliance_stiffness`` N/m, ``compliance_damping`` N·s/m,
+in true force units), and ``ee_spring``'s child ``ee_flange_ref`` (placed where the flange
+is relative to the TCP) is welded to the flange. Translation is therefore compliant at
+the TCP (pushing 1 cm into a wall costs about ``stiffness * 0.01`` N) while orientation
+follows the rigid weld. Gravity is compensated (``gravcomp``) as a real arm's controller
+does.
 """
 
 from __future__ import annotations
@@ -51,16 +55,20 @@ def panda_xml(tool_body: str = "") -> str:
 
 
 def scene_xml(task_worldbody: str, timestep: float, weld_solref: tuple[float, float],
-              offscreen_size: tuple[int, int]) -> str:
+              offscreen_size: tuple[int, int], compliance: tuple[float, float] = (10000.0, 400.0)) -> str:
     """The full scene: Panda include, table, cameras, lights, mocap weld, task objects.
 
     Args:
         task_worldbody: MJCF placed inside ``<worldbody>`` (the task's objects).
         timestep: physics step, seconds.
-        weld_solref: (time constant s, damping ratio) of the flange-to-target weld.
+        weld_solref: (time constant s, damping ratio) of the flange weld.
+        compliance: (stiffness N/m, damping N·s/m) of the TCP's translational springs.
         offscreen_size: (width, height) of the largest offscreen render, pixels.
     """
     width, height = offscreen_size
+    k, b = compliance
+    springs = "".join(f'<joint name="ee_spring_{a}" type="slide" axis="{ax}" stiffness="{k}" damping="{b}"/>'
+                      for a, ax in (("x", "1 0 0"), ("y", "0 1 0"), ("z", "0 0 1")))
     return f"""
 <mujoco model="hilr_sim">
   <compiler angle="radian" meshdir="{gym_hil_assets()}" autolimits="true"/>
@@ -84,11 +92,17 @@ def scene_xml(task_worldbody: str, timestep: float, weld_solref: tuple[float, fl
     <geom name="table" type="box" size="0.45 0.55 0.02" pos="0.45 0 -0.02" material="table"
           {FIXTURE_CONTACT} friction="1 0.005 0.0001"/>
     <camera name="front" pos="1.05 0 0.42" xyaxes="0 1 0 -0.34 0 0.6" fovy="50"/>
-    <body name="ee_target" mocap="true" pos="0.45 0 0.3"/>
+    <body name="ee_target" mocap="true" pos="0.45 0 0.3">
+      <body name="ee_spring" gravcomp="1">
+        {springs}
+        <inertial pos="0 0 0" mass="0.2" diaginertia="2e-4 2e-4 2e-4"/>
+        <body name="ee_flange_ref"/>
+      </body>
+    </body>
     {task_worldbody}
   </worldbody>
   <equality>
-    <weld name="ee_weld" body1="ee_target" body2="attachment" relpose="0 0 0 1 0 0 0"
+    <weld name="ee_weld" body1="ee_flange_ref" body2="attachment" relpose="0 0 0 1 0 0 0"
           solref="{weld_solref[0]} {weld_solref[1]}" solimp="0.9 0.95 0.001"/>
   </equality>
 </mujoco>

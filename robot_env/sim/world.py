@@ -48,9 +48,11 @@ class SimWorldConfig:
 
     Attributes:
         timestep: physics step, seconds.
-        weld_solref: (time constant s, damping ratio) of the soft weld that pulls the
-            flange to the TCP target: the arm's position-control stiffness. Larger is
-            more compliant and tracks more slowly.
+        compliance_stiffness: translational stiffness of the TCP target springs, N/m: a
+            push of 1 cm into a wall makes about this / 100 newtons.
+        compliance_damping: their damping, N·s/m (about critical for the arm's mass).
+        weld_solref: (time constant s, damping ratio) of the weld from the springs to
+            the flange (orientation stiffness).
         ramp_fraction: a new TCP target is approached along a straight line (rotation
             about a fixed axis, as in slerp) with a cosine speed profile over this
             fraction of each ``step`` call, so a jump of the target never jerks the arm.
@@ -58,8 +60,7 @@ class SimWorldConfig:
         posture_gain: joint-space pull toward the home joints, N·m/rad (keeps the
             redundant elbow from drifting).
         wrench_range: (force N, torque N·m) at which the simulated wrist F/T reading
-            saturates, per axis, like a real sensor's range. The weld is stiff, so
-            pushing a held peg into a wall can make kilonewtons of contact force.
+            saturates, per axis, like a real sensor's range.
         render_geoms: ``collision`` renders the arm's collision meshes (about 3x fewer
             triangles: roughly twice as fast on software EGL) or ``visual`` its detailed
             visual meshes.
@@ -68,7 +69,9 @@ class SimWorldConfig:
     """
 
     timestep: float = 0.002
-    weld_solref: tuple = (0.01, 1.0)
+    compliance_stiffness: float = 10000.0
+    compliance_damping: float = 600.0
+    weld_solref: tuple = (0.004, 1.0)
     ramp_fraction: float = 0.6
     ramp_chunks: int = 6
     posture_gain: float = 2.0
@@ -105,7 +108,8 @@ class SimWorld:
         self.config = config or SimWorldConfig()
         self.task = make_sim_task(self.task_config)
         xml = scene_xml(self.task.worldbody_xml(), self.config.timestep, self.config.weld_solref,
-                        (self.config.offscreen_width, self.config.offscreen_height))
+                        (self.config.offscreen_width, self.config.offscreen_height),
+                        (self.config.compliance_stiffness, self.config.compliance_damping))
         self.model = mujoco.MjModel.from_xml_string(
             xml, {"panda_hilr.xml": panda_xml(self.task.tool_xml()).encode()})
         self.data = mujoco.MjData(self.model)
@@ -138,6 +142,10 @@ class SimWorld:
         r_tcp = self.data.site_xmat[self._tcp].reshape(3, 3)
         self._tcp_in_flange_pos = r_flange.T @ (self.data.site_xpos[self._tcp] - self.data.xpos[self._flange])
         self._tcp_in_flange_quat = matrix_to_quat(r_flange.T @ r_tcp)
+        # the weld holds the flange where it sits relative to the TCP (fixed hand geometry)
+        ref = m.body("ee_flange_ref").id
+        m.body_quat[ref] = quat_xyzw_to_wxyz(quat_conj(self._tcp_in_flange_quat))
+        m.body_pos[ref] = -(quat_to_matrix(quat_conj(self._tcp_in_flange_quat)) @ self._tcp_in_flange_pos)
         self._target_pos = self.tcp_pos()
         self._target_quat = self.tcp_quat()
         self._gripper_width = GRIPPER_MAX_WIDTH
@@ -316,11 +324,9 @@ class SimWorld:
 
     # ------------------------------------------------------------------- internals
     def _set_mocap(self, tcp_pos: np.ndarray, tcp_quat: np.ndarray) -> None:
-        """Put the weld's mocap body where the flange must be for this TCP pose."""
-        flange_quat = quat_mul(tcp_quat, quat_conj(self._tcp_in_flange_quat))
-        flange_pos = tcp_pos - quat_to_matrix(flange_quat) @ self._tcp_in_flange_pos
-        self.data.mocap_pos[self._mocap] = flange_pos
-        self.data.mocap_quat[self._mocap] = quat_xyzw_to_wxyz(flange_quat)
+        """Move the TCP target (the top of the compliance springs)."""
+        self.data.mocap_pos[self._mocap] = tcp_pos
+        self.data.mocap_quat[self._mocap] = quat_xyzw_to_wxyz(tcp_quat)
 
     def _make_scene_option(self) -> mujoco.MjvOption:
         """Which geom groups the cameras see (gym-hil: 2 = visual meshes, 3 = collision)."""
@@ -359,8 +365,7 @@ class SimWorld:
             d.qpos[self._arm_qadr] = PANDA_HOME_JOINTS
             d.ctrl[self._grip_act] = ctrl
             mujoco.mj_forward(m, d)
-            d.mocap_pos[self._mocap] = d.xpos[self._flange]
-            d.mocap_quat[self._mocap] = d.xquat[self._flange]
+            self._set_mocap(self.tcp_pos(), self.tcp_quat())
             mujoco.mj_step(m, d, nstep=int(0.6 / m.opt.timestep))
             out.append(self._raw_pad_distance())
         mujoco.mj_resetData(m, d)

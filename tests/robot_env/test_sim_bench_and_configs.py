@@ -70,7 +70,9 @@ def test_peg_is_blocked_off_centre_and_enters_when_aligned():
             assert tip[2] < ts["hole_pos"][2] - 0.03 and world.success()
         else:
             assert tip[2] > ts["hole_pos"][2] - 0.003 and not world.success()
-            assert np.linalg.norm(world.arm_state().wrench[:3]) > 1.0  # pressing on the rim
+            force = np.linalg.norm(world.external_wrench()[:3])
+            # pressing on the rim, with a compliant arm: about stiffness x 5 cm push, not kN
+            assert 50.0 < force < 1.5 * 0.05 * world.config.compliance_stiffness
     env.close()
 
 
