@@ -15,6 +15,7 @@ BENCHMARKS = {
     "transport": "learners.transport.bench:run",
     "learner": "learners.bench_learner:run",
     "learn": "learners.bench_learn:run",
+    "actor": "learners.bench_actor:run",
 }
 
 

@@ -1,0 +1,93 @@
+"""Tables and plots of ``hilr bench learn`` results (see :mod:`learners.bench_learn`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+LABELS = {
+    "bc": "BC base only",
+    "rlpd": "RLPD from scratch + demos",
+    "residual": "residual RL (TD3), no interventions",
+    "residual_hil": "residual RL (TD3) + sim interventions",
+    "residual_sac": "residual RL (SAC), no interventions",
+    "residual_sac_hil": "residual RL (SAC) + sim interventions",
+    "residual_nstep1": "residual TD3, n_step=1",
+    "residual_scale02": "residual TD3, scale 0.2",
+    "residual_utd2": "residual TD3, UTD 2",
+}
+
+
+def _methods(block: Mapping[str, Any]) -> list[str]:
+    return [m for m in block if not m.startswith("_")]
+
+
+def table_rows(result: Mapping[str, Any], reference: Mapping[str, Any] | None = None,
+               tolerance: float = 0.2) -> list[dict[str, Any]]:
+    """One row per (variant, method): final success mean/std, steps to 90 %, interventions,
+    and, with a reference result, its final success, the delta and a ``regression`` flag
+    (delta < -tolerance)."""
+    rows = []
+    for variant, block in result["results"].items():
+        for m in _methods(block):
+            s = block[m]
+            row = {"variant": variant, "method": m, "success": round(s["final_mean"], 3),
+                   "spread": round(s["final_std"], 3), "steps_to_90": s["steps_to_90_mean_curve"],
+                   "intervention_steps": round(s["intervention_steps_mean"], 1),
+                   "seconds": round(s["seconds_mean"], 1)}
+            ref = (reference or {}).get("results", {}).get(variant, {}).get(m)
+            if ref is not None:
+                row["reference"] = round(ref["final_mean"], 3)
+                row["delta"] = round(row["success"] - row["reference"], 3)
+                row["regression"] = row["delta"] < -tolerance
+            rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]], with_reference: bool) -> str:
+    """Plain-text table (also valid markdown)."""
+    head = ["variant", "method", "success now (mean ± std over seeds)", "steps to 90 %", "intervention steps"]
+    if with_reference:
+        head += ["reference", "delta", "status"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["variant"], r["method"], f"{r['success']:.2f} ± {r['spread']:.2f}",
+                 "never" if r["steps_to_90"] is None else str(r["steps_to_90"]), f"{r['intervention_steps']:.0f}"]
+        if with_reference:
+            if "reference" in r:
+                cells += [f"{r['reference']:.2f}", f"{r['delta']:+.2f}", "REGRESSION" if r["regression"] else "ok"]
+            else:
+                cells += ["-", "-", "new"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(result: Mapping[str, Any], path: Path) -> list[str]:
+    """Success rate vs env steps, mean line and shaded min..max spread over seeds, one panel per
+    variant. Returns the written file paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = list(result["results"])
+    fig, axes = plt.subplots(1, len(variants), figsize=(5.2 * len(variants), 3.8), squeeze=False)
+    seeds = result["config"]["seeds"]
+    for ax, variant in zip(axes[0], variants):
+        block = result["results"][variant]
+        for m in _methods(block):
+            s = block[m]
+            line, = ax.plot(s["steps"], s["mean"], label=LABELS.get(m, m), lw=1.8,
+                            ls="--" if m == "bc" else "-")
+            ax.fill_between(s["steps"], s["min"], s["max"], color=line.get_color(), alpha=0.15)
+        ax.axhline(0.9, color="grey", lw=0.8, ls=":")
+        ax.set_title(f"{variant} ({seeds} seeds)")
+        ax.set_xlabel("env steps")
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("success rate (eval)")
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return [str(path)]

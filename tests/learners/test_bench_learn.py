@@ -1,0 +1,68 @@
+"""``hilr bench learn`` / ``hilr bench actor`` on tiny budgets: the code paths, the files, the
+regression table. The real studies are benchmarks (docs/sections/benchmarks.md)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from learners import bench_learn as bl
+from learners import bench_learn_report as report
+
+torch.set_num_threads(1)
+
+TINY = {"variants": ["pick_cube/state"], "methods": ["bc", "residual_hil"], "seeds": 1, "demos": 2,
+        "bc_steps": 20, "env_steps": 40, "eval_every": 20, "eval_episodes": 1, "learning_starts": 20,
+        "agent": {"actor_hidden": [16], "critic_hidden": [16], "num_critics": 2, "batch_size": 16,
+                  "warmup_steps": 5, "critic_warmup_updates": 5, "device": "cpu"}}
+
+
+def test_study_config_presets_and_validation():
+    quick = bl.study_config({"quick": True})
+    assert quick.variants == ("pick_cube/state",) and quick.seeds >= 2
+    full = bl.study_config({"quick": False, "learn": {"seeds": None}})
+    assert full.seeds >= 3 and "pick_cube/image" in full.variants and "peg_insert/state" in full.variants
+    assert bl.variant_study(full, "peg_insert/state").demos == 20
+    with pytest.raises(ValueError, match="unknown method"):
+        bl.study_config({"learn": {"methods": ["dagger"]}})
+    with pytest.raises(ValueError, match="variant"):
+        bl.study_config({"learn": {"variants": ["pick_cube/depth"]}})
+
+
+def test_tiny_study_writes_json_plot_and_flags_regressions(tmp_path, capsys):
+    ref = {"results": {"pick_cube/state": {"bc": {"final_mean": 2.0}, "residual_hil": {"final_mean": -1.0}}}}
+    ref_path = tmp_path / "ref.json"
+    ref_path.write_text(json.dumps(ref))
+    out = bl.run({"quick": True, "progress": False, "reference": str(ref_path),
+                  "learn": {**TINY, "out_dir": str(tmp_path)}})
+    result = json.loads((tmp_path / "learn_quick.json").read_text())
+    block = result["results"]["pick_cube/state"]
+    assert block["bc"]["steps"] == [0, 20, 40] and len(block["residual_hil"]["mean"]) == 3
+    assert block["residual_hil"]["intervention_steps_mean"] > 0  # the simulated operator drove
+    assert (tmp_path / "learn_quick.png").stat().st_size > 1000
+    rows = {r["method"]: r for r in out["rows"]}
+    assert rows["bc"]["regression"] and not rows["residual_hil"]["regression"]  # ref 2.0 > any success
+    assert out["regressions"] == 1
+    printed = capsys.readouterr().out
+    assert "REGRESSION" in printed and "| reference |" in printed
+
+
+def test_summary_statistics():
+    runs = [{"curve": [[0, 0.2], [10, 0.9]], "intervention_steps": 4, "seconds": 1.0},
+            {"curve": [[0, 0.4], [10, 0.5]], "intervention_steps": 0, "seconds": 3.0}]
+    s = bl.summarise(runs)
+    assert s["mean"] == [0.3, 0.7] and s["steps_to_90_per_seed"] == [10, None]
+    assert s["steps_to_90_mean_curve"] is None and s["intervention_steps_mean"] == 2.0
+    rows = report.table_rows({"results": {"v": {"m": s, "_base_success_per_seed": [0.1]}}})
+    assert [r["method"] for r in rows] == ["m"] and "reference" not in rows[0]
+
+
+def test_bench_actor_measures_both_modes():
+    from learners.bench_actor import run
+
+    out = run({"actor": {"steps": 5, "warmup": 1, "image_size": 64}})
+    for k in ("base", "base_residual"):
+        assert out[k]["n"] == 5 and out[k]["p50_ms"] > 0
+    assert out["ratio_p50"] > 1.0  # the residual adds an encoder + actor pass
