@@ -121,6 +121,7 @@ class SimWorld:
         self._grip_act = m.actuator("fingers_actuator").id
         self._tcp = m.site("pinch").id
         self._mocap = m.body("ee_target").mocapid[0]
+        self._jacp, self._jacr = np.zeros((3, m.nv)), np.zeros((3, m.nv))
         self._flange = m.body("attachment").id
         self._pads = (m.geom("left_pad1").id, m.geom("right_pad1").id)
         self._sensor = {n: m.sensor(n).adr[0] for n in ("2f85/pinch_vel", "2f85/pinch_angvel")}
@@ -222,8 +223,7 @@ class SimWorld:
             frac = 0.5 - 0.5 * np.cos(np.pi * t)  # starts and ends at rest: no jerk
             self._set_mocap(start_pos + frac * delta_pos,
                             quat_mul(rotvec_to_quat(frac * delta_rv), start_quat))
-            q_err = PANDA_HOME_JOINTS - d.qpos[self._arm_qadr]
-            d.ctrl[self._arm_act] = self.config.posture_gain * q_err - 0.5 * d.qvel[self._arm_dadr]
+            d.ctrl[self._arm_act] = self._posture_torque()
             mujoco.mj_step(m, d, nstep=k)
             done += k
         if d.warning[mujoco.mjtWarning.mjWARN_BADQACC].number or not np.all(np.isfinite(d.qpos)):
@@ -323,6 +323,16 @@ class SimWorld:
         return renderer.render()
 
     # ------------------------------------------------------------------- internals
+    def _posture_torque(self) -> np.ndarray:
+        """Joint torques pulling the elbow toward home, projected into the TCP's null
+        space so they never push the TCP off its target (the springs would yield)."""
+        m, d = self.model, self.data
+        tau = (self.config.posture_gain * (PANDA_HOME_JOINTS - d.qpos[self._arm_qadr])
+               - 0.5 * d.qvel[self._arm_dadr])
+        mujoco.mj_jacSite(m, d, self._jacp, self._jacr, self._tcp)
+        jac = np.vstack([self._jacp[:, self._arm_dadr], self._jacr[:, self._arm_dadr]])
+        return tau - jac.T @ np.linalg.solve(jac @ jac.T + 1e-6 * np.eye(6), jac @ tau)
+
     def _set_mocap(self, tcp_pos: np.ndarray, tcp_quat: np.ndarray) -> None:
         """Move the TCP target (the top of the compliance springs)."""
         self.data.mocap_pos[self._mocap] = tcp_pos

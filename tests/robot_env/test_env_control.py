@@ -119,3 +119,17 @@ def test_reset_is_randomised_and_seeded(task, key):
     np.testing.assert_allclose(obs_a["state"][:3], starts[3], atol=0)
     np.testing.assert_allclose(info_a["task_state"][key], objects[3], atol=0)
     env.close()
+
+
+def test_zero_action_holds_the_pose():
+    """A zero action must not creep: the target is the observed pose, so any force that
+    pushes the TCP off its target (e.g. an elbow posture torque) would accumulate."""
+    env = robot_env.make_env({"task": {"name": "pick_cube"}})
+    for seed in range(2):
+        obs, _ = env.reset(seed=seed)
+        start = obs["state"][:7].copy()
+        for _ in range(20):
+            obs, *_ = env.step(np.array([0, 0, 0, 0, 0, 0, -1], np.float32))
+        assert np.linalg.norm(obs["state"][:3] - start[:3]) < 0.001
+        assert quat_angle(obs["state"][3:7], start[3:7]) < 0.002
+    env.close()
