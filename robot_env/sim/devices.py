@@ -36,7 +36,7 @@ class MujocoArmConfig(SimWorldConfig):
 
 @ARMS.register("mujoco", MujocoArmConfig)
 class MujocoArm(Arm):
-    """The simulated Panda with a Robotiq 2F-85, driven through a TCP-pose weld target.
+    """The simulated Panda with a Robotiq 2F-85, driven through a compliant TCP-pose target.
 
     Commands only set targets; physics advances when the owner of the world calls
     ``world.step(dt)`` (the env in process, the ROS2 node's timer otherwise).

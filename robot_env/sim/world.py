@@ -12,6 +12,9 @@ This is the single owner of the physics. The in-process env drives it through
     rgb = world.render("front", 128, 128)   # (128, 128, 3) uint8
     world.task_state(); world.success(); world.failure()
 
+Control: the TCP hangs from the target on spring-dampers (compliant translation) and
+follows its orientation through a stiff weld; see ``robot_env.sim.scene``.
+
 Frames: the base frame is MuJoCo's world frame (robot base at the origin, table top at
 z = 0). The TCP is gym-hil's ``pinch`` site between the fingertips; its z axis points
 out of the gripper. Not thread-safe: call it from one thread (rendering needs the thread
@@ -203,7 +206,7 @@ class SimWorld:
     def step(self, duration: float) -> None:
         """Advance physics by ``duration`` seconds (rounded to whole timesteps, >= 1).
 
-        The weld setpoint ramps from the previous target to the commanded one over
+        The TCP target ramps from the previous target to the commanded one over
         ``ramp_fraction`` of the duration (straight line, rotation about a fixed axis as
         in slerp, cosine speed profile), sampled ``ramp_chunks`` times, then holds. The
         gripper command and a weak joint posture torque are applied throughout.
