@@ -10,7 +10,8 @@ and the same deliberately imperfect BC base, over several seeds:
    over when the policy drifts or stalls; its steps go to both buffers.
 
 Optional extra methods (``extra_methods``) are ablations of the residual recipe used to pick
-its defaults (``residual_sac``, ``residual_nstep1``, ``residual_scale02``, ``residual_utd2``).
+its defaults (``residual_sac``, ``residual_nstep1``, ``residual_scale02``, ``residual_utd2``,
+``residual_actor_lr3e-4``).
 
 Each *variant* is a task with state observations (proprio + the sim's privileged task
 state, :class:`learners.sim_obs.PrivilegedState`) or with two 128x128 cameras + proprio.
@@ -52,6 +53,7 @@ METHOD_SPECS: dict[str, tuple[str, dict[str, Any], bool]] = {
     "residual_nstep1": ("residual_td3_cpu", {"n_step": 1}, False),
     "residual_scale02": ("residual_td3_cpu", {"residual_scale": 0.2}, False),
     "residual_utd2": ("residual_td3_cpu", {"utd": 2}, False),
+    "residual_actor_lr3e-4": ("residual_td3_cpu", {"actor_lr": 3e-4}, False),
 }
 
 
@@ -138,7 +140,7 @@ FULL: dict[str, Any] = {"per_task": {
     # 2 mm clearance: a 300-step BC base never inserts; 6000 steps on 20 near-perfect demos gives ~30 %
     "peg_insert": {"demos": 20, "expert_noise": 0.02, "bc_steps": 6000, "bc_chunk": 1, "bc_hidden": (256, 256)},
     "pick_cube/image": {"bc_steps": 600, "env_steps": 400, "eval_every": 200},
-}, "env_steps": 1200, "eval_every": 300}
+}, "env_steps": 1000, "eval_every": 250, "eval_episodes": 8}
 
 
 def study_config(cfg: Mapping[str, Any]) -> StudyConfig:

@@ -15,6 +15,7 @@ LABELS = {
     "residual_nstep1": "residual TD3, n_step=1",
     "residual_scale02": "residual TD3, scale 0.2",
     "residual_utd2": "residual TD3, UTD 2",
+    "residual_actor_lr3e-4": "residual TD3, actor lr 3e-4",
 }
 
 
