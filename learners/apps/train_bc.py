@@ -52,6 +52,10 @@ def run_train_bc(cfg: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     from policies.bc import BCBasePolicy, BCConfig
     from robot_env.registry import config_from_dict
 
+    import torch
+
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg["threads"]))  # 2 threads on a busy 2-core box can be 10x slower than 1
     env = None
     if cfg.get("dataset"):
         episodes = load_dataset_episodes(cfg["dataset"], cfg.get("max_episodes"), cfg.get("only_successful", True))
