@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-ENV_KEYS = ("robot", "camera", "task", "control", "safety", "time_limit", "observation")
+ENV_KEYS = ("robot", "camera", "task", "control", "safety", "time_limit", "privileged_state", "crops_file", "env")
 
 
 def env_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -28,12 +28,7 @@ def build_env(cfg: Mapping[str, Any]) -> Any:
     """
     from robot_env import make_env
 
-    env = make_env(env_config(cfg))
-    if cfg.get("privileged_state"):
-        from learners.sim_obs import PrivilegedState
-
-        env = PrivilegedState(env)
-    return env
+    return make_env(env_config(cfg))
 
 
 def wrap_teleop(env: Any, cfg: Mapping[str, Any]) -> tuple[Any, Any]:

@@ -7,6 +7,7 @@ and full config; ``hilr <verb> key=value ...`` overrides any config value.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 # verb -> ("module:function", one-line help). Modules import lazily so `hilr --help`
@@ -58,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if verb in SUBVERBS and rest and "=" not in rest[0] and not rest[0].startswith("-"):
         rest = [f"what={rest[0]}"] + rest[1:]
+    # Offscreen MuJoCo rendering works headless (robot PCs over SSH, CI) with EGL.
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
     target, _ = VERBS[verb]
     module_name, func_name = target.split(":")
     func = getattr(importlib.import_module(module_name), func_name)

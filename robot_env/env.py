@@ -100,14 +100,21 @@ class RobotEnv(gym.Env):
         success: where success and privileged task state come from.
         control: timing mode and staleness limits.
         world: the ``SimWorld`` to step in process (sim only), else None.
+        crops: camera name -> ``(x0, y0, x1, y1)`` crop as fractions of the frame, applied
+            before the resize to ``task.image_size`` (hil-serl crops each camera the same way).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
     def __init__(self, arm: Arm, cameras: dict[str, Camera], task: TaskConfig,
                  success: SuccessSource, control: ControlConfig | None = None,
-                 world: Any | None = None, render_mode: str | None = None) -> None:
+                 world: Any | None = None, render_mode: str | None = None,
+                 crops: dict[str, tuple[float, float, float, float]] | None = None) -> None:
         self.arm, self.cameras, self.task = arm, dict(cameras), task
+        self.crops = dict(crops or {})
+        unknown = sorted(set(self.crops) - set(self.cameras))
+        if unknown:
+            raise ValueError(f"crops given for unknown camera(s) {unknown}; cameras: {sorted(self.cameras)}")
         self.success_source, self.control = success, control or ControlConfig()
         self.world, self.render_mode = world, render_mode
         if self.control.mode == "free_running" and world is None:
@@ -227,6 +234,10 @@ class RobotEnv(gym.Env):
             if self.control.max_frame_age_s is not None and age > self.control.max_frame_age_s:
                 raise StaleDataError(f"camera {name!r} frame is {age * 1e3:.0f} ms old")
             img = frame.color
+            if name in self.crops:  # crop (fractions of the frame) before resizing
+                x0, y0, x1, y1 = self.crops[name]
+                H, W = img.shape[:2]
+                img = img[int(round(y0 * H)):int(round(y1 * H)), int(round(x0 * W)):int(round(x1 * W))]
             if img.shape[:2] != (h, w):
                 import cv2
 

@@ -14,6 +14,13 @@
   ``workspace_high``, ``max_angle_from_home``, ``max_step_translation``,
   ``max_step_rotation``).
 * ``time_limit`` (optional, bool, default True): wrap in ``TimeLimit(task.episode_steps)``.
+* ``privileged_state`` (optional, bool, sim only): append the sim's ``task_state`` (object
+  pose) to ``obs["state"]`` (``PrivilegedState``), for state-based sim studies.
+* ``safety.workspace_file`` (optional): a ``hilr calibrate workspace`` file whose
+  ``workspace_low``/``workspace_high`` replace the task's (explicit safety keys still win).
+* ``crops_file`` (optional): a ``hilr calibrate crops`` file; per-camera ``crop: [x0, y0,
+  x1, y1]`` (fractions of the frame) in a camera's spec overrides it. Crops apply before
+  the resize to ``task.image_size``.
 * ``env`` (optional): ``{"type": "gym", "id": ..., ...}`` builds any registered gymnasium env
   through ``robot_env.gym_env.GymAdapter`` instead (the keys above are then unused);
   absent or ``{"type": "sim"}``: the robot/camera/task env above.
@@ -31,7 +38,7 @@ from robot_env.env import ControlConfig, RobotEnv
 from robot_env.hardware import ARMS, CAMERAS
 from robot_env.registry import config_from_dict
 from robot_env.task import NoSuccess, SuccessSource, TaskConfig
-from robot_env.wrappers import RejectNonFiniteAction, SafetyClip
+from robot_env.wrappers import PrivilegedState, RejectNonFiniteAction, SafetyClip
 
 _SAFETY_KEYS = ("workspace_low", "workspace_high", "max_angle_from_home",
                 "max_step_translation", "max_step_rotation")
@@ -57,6 +64,12 @@ def task_config(task: Mapping[str, Any] | None, safety: Mapping[str, Any] | None
     from robot_env.sim.tasks import SIM_TASKS
 
     base = SIM_TASKS.entry(name)[1].DEFAULTS if name in SIM_TASKS.names() else TaskConfig(name=name)
+    safety = dict(safety or {})
+    if safety.get("workspace_file"):
+        from robot_env.calibration_files import workspace_limits
+
+        safety = {**workspace_limits(safety["workspace_file"]), **{k: v for k, v in safety.items() if k in _SAFETY_KEYS}}
+    safety.pop("workspace_file", None)
     unknown = sorted(set(safety or {}) - set(_SAFETY_KEYS))
     if unknown:
         raise ValueError(f"unknown safety key(s) {unknown}; valid: {list(_SAFETY_KEYS)}")
@@ -102,9 +115,18 @@ def make_env(cfg: Mapping[str, Any] | None = None, *, success: SuccessSource | N
         # a robot that reports its own task state (the ROS2 sim robot) supplies the success source
         feed = arm.task_feed() if hasattr(arm, "task_feed") else None
         success = success or feed or NoSuccess()
-    cameras = {}
+    cameras, crops = {}, {}
+    if cfg.get("crops_file"):
+        from robot_env.calibration_files import crop_fractions
+
+        crops.update(crop_fractions(cfg["crops_file"]))
     for name, spec in (cfg.get("camera") or {}).items():
         spec = dict(spec)
+        if spec.get("crop") is not None:
+            from robot_env.calibration_files import validate_crop_fractions
+
+            crops[name] = validate_crop_fractions(spec["crop"])
+        spec.pop("crop", None)
         if spec.get("type") == "mujoco":
             if world is None:
                 raise ValueError(f"camera {name!r} is a sim camera but the robot is not the sim")
@@ -120,9 +142,13 @@ def make_env(cfg: Mapping[str, Any] | None = None, *, success: SuccessSource | N
         control_values.setdefault("max_state_age_s", 2.5 * task.dt)
         control_values.setdefault("max_frame_age_s", 2.5 * task.dt)
     control = config_from_dict(ControlConfig, control_values)
-    env: gym.Env = RobotEnv(arm, cameras, task, success, control, world=world, render_mode=render_mode)
+    crops = {k: v for k, v in crops.items() if k in cameras}  # a crops file may list more cameras
+    env: gym.Env = RobotEnv(arm, cameras, task, success, control, world=world, render_mode=render_mode,
+                            crops=crops)
     env = SafetyClip(env)
     env = RejectNonFiniteAction(env)
     if cfg.get("time_limit", True):
         env = gym.wrappers.TimeLimit(env, max_episode_steps=task.episode_steps)
+    if cfg.get("privileged_state"):  # raises clearly when the robot reports no task_state (real robots)
+        env = PrivilegedState(env)
     return env

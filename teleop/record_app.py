@@ -38,7 +38,7 @@ def record(cfg: dict) -> dict:
     from teleop.intervention import InterventionWrapper
     from teleop.recorder import record_episodes
 
-    env_cfg = {k: cfg[k] for k in ("robot", "camera", "task", "control", "safety") if k in cfg}
+    env_cfg = {k: cfg[k] for k in ("robot", "camera", "task", "control", "safety", "privileged_state", "crops_file") if k in cfg}
     teleop_spec = dict(cfg["teleop"])
     if cfg["operator_always_in_control"] and "always_active" in teleop_spec:
         teleop_spec["always_active"] = True  # the simulated operator drives every demo step

@@ -57,7 +57,7 @@ def test_hands_back_once_the_policy_is_on_track():
 
 def test_stalled_policy_triggers_takeover():
     still = np.array([0, 0, 0, 0, 0, 0, -1], np.float32)
-    flags, _, op = run(lambda t, o, i: still, steps=25, disagreement=50.0, stall_steps=8,
+    flags, _, op = run(lambda t, o, i: still, steps=8, disagreement=50.0, stall_steps=8,
                        reaction_steps=0, noise=0.0)
     assert flags[7] and not flags[:7].any()  # the 8-observation window is full at index 7
     assert "no progress" in op.last_reason
