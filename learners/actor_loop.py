@@ -183,8 +183,10 @@ class ActorLoop:
             next_obs, reward, terminated, truncated, info = self.env.step(action)
             executed = np.asarray(info.get("action", action), np.float32)
             if self.sender is not None:
-                self.sender.send(make_transition(obs, next_obs, executed, base, residual, reward,
-                                                 terminated, truncated, info), self.policy_version)
+                tr = make_transition(obs, next_obs, executed, base, residual, reward, terminated, truncated, info)
+                if truncated and not terminated:  # the TD target bootstraps from base(next_obs) + residual
+                    tr["next_base_action"] = np.asarray(self.agent.base.act(next_obs), np.float32)
+                self.sender.send(tr, self.policy_version)
             intervened = bool(info.get("intervened", False))
             ep["interventions"] += int(intervened and not was_intervened)
             ep["intervention_steps"] += int(intervened)

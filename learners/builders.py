@@ -83,14 +83,22 @@ def obs_spec_from_config(values: Mapping[str, Any]) -> dict[str, tuple[tuple[int
 
 
 def load_demo_buffer(replay: Any, dataset: str | Path | None, scale: np.ndarray,
-                     max_episodes: int | None = None) -> int:
-    """Fill the demo buffer from a recorded dataset; returns transitions added."""
+                     max_episodes: int | None = None, base_policy: Any = None) -> int:
+    """Fill the demo buffer from a recorded dataset; returns transitions added.
+
+    Demos recorded before the base policy existed carry no base actions: with
+    ``base_policy`` (the actor's frozen base) they are relabelled by running it over the
+    demo observations, so the residual label ``(action - base) / scale`` is right.
+    """
     if not dataset:
         return 0
     from learners.bc import load_dataset_episodes
+    from learners.replay import relabel_base_actions
 
     added = 0
     for ep in load_dataset_episodes(dataset, max_episodes=max_episodes, only_successful=True):
+        if base_policy is not None and "base_action" not in ep:
+            ep = relabel_base_actions(ep, base_policy)
         added += replay.demo.add_episode(ep, scale=scale)
     return added
 

@@ -121,7 +121,7 @@ def run_online(cfg: dict, dataset: Path, base_ckpt: str, out: Path) -> dict:
 
     tports = {"transitions_port": free_port(), "weights_port": free_port()}
     common = overrides("learner", cfg["learner"]) + overrides("transport", {**cfg["transport"], **tports})
-    learner = launch("learner", [f"demos={dataset}", *common, *overrides("loop", cfg["online"]["loop"]),
+    learner = launch("learner", [f"demos={dataset}", f"base_policy={base_ckpt}", *common, *overrides("loop", cfg["online"]["loop"]),
                                  f"torch_threads={cfg['online']['learner_threads']}"], out, "learner")
     choices = group_choices()
     env_over = [f"{g}={choices[g]}" for g in ("robot", "camera", "task") if g in choices]

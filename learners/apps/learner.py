@@ -73,7 +73,12 @@ def run_learner(cfg: dict, out_dir: Path) -> dict:
                            ckpt_dir, writer)
         # resume (de-duplication state included) before the sockets open
         if not (cfg.get("resume", True) and loop.resume()):
-            n = load_demo_buffer(replay, cfg.get("demos"), acfg.scale_array(), cfg.get("max_demo_episodes"))
+            base = None
+            if cfg.get("base_policy") and acfg.mode == "residual":
+                from policies.base import load_base_policy
+
+                base = load_base_policy(cfg["base_policy"])  # only to label the demos' base actions
+            n = load_demo_buffer(replay, cfg.get("demos"), acfg.scale_array(), cfg.get("max_demo_episodes"), base)
             log.info("fresh start: %d demo transitions from %s", n, cfg.get("demos"))
         if distributed.world_size() > 1:  # after resume: every rank starts from the same weights
             loop.updater = distributed.ShardedUpdater(agent, template_batch(spec, acfg))
