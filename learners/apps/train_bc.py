@@ -23,16 +23,10 @@ log = logging.getLogger(__name__)
 
 
 def build_sim_env(cfg: dict[str, Any]) -> Any:
-    """The env named by ``robot``/``camera``/``task`` (+ PrivilegedState when ``privileged_state``)."""
-    from robot_env import make_env
+    """The evaluation env named by ``robot``/``camera``/``task`` (+ ``privileged_state``), free-running."""
+    from learners.builders import build_env
 
-    env = make_env({"robot": cfg["robot"], "camera": cfg.get("camera") or {}, "task": cfg["task"],
-                    "control": {"mode": "free_running"}})
-    if cfg.get("privileged_state"):
-        from learners.sim_obs import PrivilegedState
-
-        env = PrivilegedState(env)
-    return env
+    return build_env({**cfg, "camera": cfg.get("camera") or {}, "control": {"mode": "free_running"}})
 
 
 def expert_episodes(env: Any, cfg: dict[str, Any]) -> list:
