@@ -51,6 +51,7 @@ METHOD_SPECS: dict[str, tuple[str, dict[str, Any], bool]] = {
     "residual_sac": ("residual_sac", {}, False),
     "residual_sac_hil": ("residual_sac", {}, True),
     "residual_nstep1": ("residual_td3_cpu", {"n_step": 1}, False),
+    "residual_scale01": ("residual_td3_cpu", {"residual_scale": 0.1}, False),
     "residual_scale02": ("residual_td3_cpu", {"residual_scale": 0.2}, False),
     "residual_utd2": ("residual_td3_cpu", {"utd": 2}, False),
     "residual_actor_lr3e-4": ("residual_td3_cpu", {"actor_lr": 3e-4}, False),
@@ -241,12 +242,16 @@ def label_base_actions(demos: list[dict[str, np.ndarray]], base: Any) -> list[di
     return out
 
 
-def learner_values(name: str, study: StudyConfig, seed: int) -> dict[str, Any]:
-    """The learner config of method ``name``: its yaml + method overrides + study overrides."""
+def learner_values(name: str, study: StudyConfig, seed: int, files: Mapping[str, dict] | None = None) -> dict[str, Any]:
+    """The learner config of method ``name``: its yaml (or the snapshot ``files[name]`` taken at the
+    start of the study, so an edit of the yaml mid-study cannot mix recipes) + method and study overrides."""
     from omegaconf import OmegaConf
 
     file, overrides, _ = METHOD_SPECS[name]
-    values = OmegaConf.to_container(OmegaConf.load(REPO / "launch" / "config" / "learner" / f"{file}.yaml"))
+    if files is not None and file in files:
+        values = copy.deepcopy(files[file])
+    else:
+        values = OmegaConf.to_container(OmegaConf.load(REPO / "launch" / "config" / "learner" / f"{file}.yaml"))
     agent = copy.deepcopy(study.agent)
     enc = agent.pop("encoder", {})
     values.update(agent)
@@ -257,7 +262,8 @@ def learner_values(name: str, study: StudyConfig, seed: int) -> dict[str, Any]:
 
 
 def run_method(name: str, variant: str, study: StudyConfig, seed: int, base: Any,
-               demos: list[dict[str, np.ndarray]], base_eval: dict[str, Any]) -> dict[str, Any]:
+               demos: list[dict[str, np.ndarray]], base_eval: dict[str, Any],
+               files: Mapping[str, dict] | None = None) -> dict[str, Any]:
     """Train one method on one seed; returns its curve and counters."""
     from learners.agent import Agent
     from learners.builders import agent_config, build_replay
@@ -275,7 +281,7 @@ def run_method(name: str, variant: str, study: StudyConfig, seed: int, base: Any
     eval_env = make_variant_env(variant, study.image_size)
     try:
         spec = obs_spec_from_space(env.observation_space)
-        acfg = agent_config(learner_values(name, study, seed))
+        acfg = agent_config(learner_values(name, study, seed, files))
         agent = Agent(spec, acfg, base)
         replay = build_replay(spec, acfg)
         scale = acfg.scale_array()
@@ -328,7 +334,11 @@ def run_study(study: StudyConfig, progress: bool = True) -> dict[str, Any]:
     from learners.rollout import evaluate
 
     torch.set_num_threads(1)
+    from omegaconf import OmegaConf
+
     methods = list(study.methods) + list(study.extra_methods)
+    files = {METHOD_SPECS[m][0]: OmegaConf.to_container(OmegaConf.load(
+        REPO / "launch" / "config" / "learner" / f"{METHOD_SPECS[m][0]}.yaml")) for m in methods if m != "bc"}
     results: dict[str, Any] = {}
     t0 = time.monotonic()
     total = len(study.variants) * study.seeds * len(methods)
@@ -351,13 +361,14 @@ def run_study(study: StudyConfig, progress: bool = True) -> dict[str, Any]:
             demos = label_base_actions(demos, base)
             for m in methods:
                 bar.set_postfix_str(f"{variant} seed {seed} {m}")
-                runs[m].append(run_method(m, variant, vs, seed, base, demos, base_eval))
+                runs[m].append(run_method(m, variant, vs, seed, base, demos, base_eval, files))
                 bar.update(1)
         results[variant] = {m: summarise(r) for m, r in runs.items()}
         results[variant]["_base_success_per_seed"] = bases
         results[variant]["_settings"] = {k: getattr(vs, k) for k in PER_VARIANT_KEYS}
     bar.close()
-    return {"config": dataclasses.asdict(study), "results": results, "seconds": time.monotonic() - t0}
+    return {"config": dataclasses.asdict(study), "learner_files": files, "results": results,
+            "seconds": time.monotonic() - t0}
 
 
 def run(cfg: dict) -> dict:

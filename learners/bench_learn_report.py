@@ -13,6 +13,7 @@ LABELS = {
     "residual_sac": "residual RL (SAC), no interventions",
     "residual_sac_hil": "residual RL (SAC) + sim interventions",
     "residual_nstep1": "residual TD3, n_step=1",
+    "residual_scale01": "residual TD3, scale 0.1",
     "residual_scale02": "residual TD3, scale 0.2",
     "residual_utd2": "residual TD3, UTD 2",
     "residual_actor_lr3e-4": "residual TD3, actor lr 3e-4",
@@ -47,7 +48,8 @@ def table_rows(result: Mapping[str, Any], reference: Mapping[str, Any] | None = 
 
 def format_table(rows: list[dict[str, Any]], with_reference: bool) -> str:
     """Plain-text table (also valid markdown)."""
-    head = ["variant", "method", "success now (mean ± std over seeds)", "steps to 90 %", "intervention steps"]
+    success = "success now" if with_reference else "final success"
+    head = ["variant", "method", f"{success} (mean ± std over seeds)", "steps to 90 %", "intervention steps"]
     if with_reference:
         head += ["reference", "delta", "status"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
