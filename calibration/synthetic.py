@@ -191,10 +191,6 @@ class SyntheticBoardCamera(Camera):
         """Nothing to release."""
         self._connected = False
 
-    @property
-    def is_connected(self) -> bool:
-        """True between ``connect`` and ``disconnect``."""
-        return self._connected
 
     def true_T_cam_board(self) -> np.ndarray:
         """(4, 4) the board's pose in the camera frame at the arm's current pose."""

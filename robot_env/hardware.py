@@ -41,10 +41,13 @@ class ConnectionMixin(abc.ABC):
     def disconnect(self) -> None:
         """Release the device; safe to call twice and after a failed ``connect``."""
 
+    #: Set by ``connect``/``disconnect`` of implementations that use the default ``is_connected``.
+    _connected: bool = False
+
     @property
-    @abc.abstractmethod
     def is_connected(self) -> bool:
-        """True between a successful ``connect`` and ``disconnect``."""
+        """True between a successful ``connect`` and ``disconnect`` (default: ``self._connected``)."""
+        return self._connected
 
     def _require_connected(self) -> None:
         if not self.is_connected:

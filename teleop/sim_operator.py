@@ -112,10 +112,6 @@ class SimulatedOperator(Teleoperator):
         self._stamp = time.monotonic()
         self.last_reason = ""
 
-    @property
-    def is_connected(self) -> bool:
-        """True after ``connect()``."""
-        return self._connected
 
     def connect(self) -> None:
         """Ready to observe; the expert is built on first use (after ``bind_env``)."""

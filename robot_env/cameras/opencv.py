@@ -151,10 +151,6 @@ class OpenCVCamera(Camera):
             self._cap = None
         self._connected = False
 
-    @property
-    def is_connected(self) -> bool:
-        """True between ``connect()`` and ``disconnect()``."""
-        return self._connected
 
     def read(self) -> Frame:
         """Newest RGB frame; ``StaleDataError`` if too old, ``DeviceError`` if the source failed."""

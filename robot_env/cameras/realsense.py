@@ -252,10 +252,6 @@ class RealSenseCamera(Camera):
         self._close_streams()
         self._connected = False
 
-    @property
-    def is_connected(self) -> bool:
-        """True between ``connect()`` and ``disconnect()``."""
-        return self._connected
 
     def read(self) -> Frame:
         """Newest frame; raises ``StaleDataError`` (too old) or ``DeviceError`` (frozen/unplugged)."""

@@ -59,10 +59,6 @@ class MujocoArm(Arm):
         """Mark disconnected (the world belongs to whoever made it)."""
         self._connected = False
 
-    @property
-    def is_connected(self) -> bool:
-        """True between ``connect`` and ``disconnect``."""
-        return self._connected
 
     def read_state(self) -> ArmState:
         """Current state, stamped with the ``time.monotonic()`` of the last physics step."""
@@ -140,18 +136,12 @@ class MujocoCamera(Camera):
         """Mark disconnected."""
         self._connected = False
 
-    @property
-    def is_connected(self) -> bool:
-        """True between ``connect`` and ``disconnect``."""
-        return self._connected
 
     def read(self) -> Frame:
         """Render now: (height, width, 3) uint8 RGB, stamped with the physics stamp."""
         self._require_connected()
         color = self.world.render(self.config.camera, self.config.height, self.config.width)
         return Frame(stamp=self.world.stamp, color=color, device_stamp=self.world.time)
-
-
 
 
 class SimSuccess(SuccessSource):
