@@ -22,11 +22,15 @@ VERBS: dict[str, tuple[str, str]] = {
     "actor": ("learners.apps.actor:main", "actor process: run base + residual policy on the robot with interventions, stream transitions"),
     "eval": ("learners.apps.evaluate:main", "evaluate a policy for N episodes: success rate with confidence interval, cycle time"),
     "calibrate": ("calibration.app:main", "calibrate: board | intrinsics | handeye | crops | workspace | spacemouse | moved"),
-    "bench": ("learners.apps.bench:main", "benchmarks: sim | ros | transport | learner | learn"),
+    "bench": ("learners.apps.bench:main", "benchmarks: sim | ros | transport | learner | actor | learn (--quick)"),
 }
 
 # Verbs whose first positional word selects a sub-job: `hilr bench sim` == `hilr bench what=sim`.
 SUBVERBS = {"bench", "calibrate"}
+
+# Hydra's own command-line flags; any other bare `--name` means `name=true` (`--quick`).
+HYDRA_FLAGS = {"help", "hydra-help", "version", "cfg", "resolve", "package", "run", "multirun",
+               "shell-completion", "config-path", "config-name", "config-dir", "experimental-rerun", "info"}
 
 
 def usage() -> str:
@@ -62,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     # Offscreen MuJoCo rendering works headless (robot PCs over SSH, CI) with EGL.
     os.environ.setdefault("MUJOCO_GL", "egl")
     os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+    rest = [f"{a[2:]}=true" if a.startswith("--") and "=" not in a and a[2:] not in HYDRA_FLAGS else a
+            for a in rest]
     target, _ = VERBS[verb]
     module_name, func_name = target.split(":")
     func = getattr(importlib.import_module(module_name), func_name)

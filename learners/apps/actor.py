@@ -32,8 +32,10 @@ def run_actor(cfg: dict, out_dir: Path) -> dict:
     env, teleop = wrap_teleop(env, cfg)
     sender = weights = None
     try:
-        base = load_base_policy(cfg.get("base_policy"), device=cfg["learner"].get("device", "cpu"))
-        agent = Agent(obs_spec_from_space(env.observation_space), agent_config(cfg["learner"]), base)
+        base = load_base_policy(cfg.get("base_policy"), device=cfg["learner"].get("device", "cpu"),
+                                action_dim=int(env.action_space.shape[0]))
+        acfg = agent_config(cfg["learner"], action_dim=int(env.action_space.shape[0]))
+        agent = Agent(obs_spec_from_space(env.observation_space), acfg, base)
         loop_cfg = config_from_dict(ActorConfig, cfg["actor"])
         if cfg.get("learn", True):
             tcfg = transport_config(cfg["transport"])

@@ -179,6 +179,10 @@ def main(cfg) -> int:
     from learners.report import plot_training, summarize
 
     c = to_container(cfg)
+    if (c.get("env") or {}).get("type") == "gym":
+        raise SystemExit("hilr demo drives the built-in robot env (its simulated operator is 7-D); for a gymnasium "
+                         "env use `hilr bench learn` (scripted-expert operator), or hilr record/train-bc/learner/actor "
+                         "with env=gym env.id=<id> ~teleop")
     out = run_dir()
     t0 = time.monotonic()
     print(f"[1/4] recording {c['demos']['episodes']} demonstrations with the simulated operator")

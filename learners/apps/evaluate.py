@@ -42,11 +42,11 @@ def evaluate_policy(cfg: dict, out_dir: Path | None = None) -> dict:
     env = build_env(cfg)
     env, teleop = wrap_teleop(env, cfg)
     try:
-        base = load_base_policy(cfg.get("base_policy"))
+        base = load_base_policy(cfg.get("base_policy"), action_dim=int(env.action_space.shape[0]))
         if cfg.get("agent"):
             agent = Agent.from_checkpoint(resolve_agent_checkpoint(cfg["agent"]), base_policy=base, device="cpu")
         else:  # the base policy alone
-            agent = Agent(obs_spec_from_space(env.observation_space), agent_config(cfg["learner"], mode="bc"), base)
+            agent = Agent(obs_spec_from_space(env.observation_space), agent_config(cfg["learner"], mode="bc", action_dim=int(env.action_space.shape[0])), base)
         loop = ActorLoop(env, agent, ActorConfig(actor_id="eval", total_steps=0, episodes=int(cfg["episodes"]),
                                                  deterministic=True, seed=int(cfg["seed"]), log_every_episodes=0),
                          run_dir=out_dir)

@@ -43,7 +43,14 @@ def run_learner(cfg: dict, out_dir: Path) -> dict:
         spec = obs_spec_from_dataset(cfg["demos"])
     else:
         raise ValueError("the learner needs the observation layout: set demos=<dataset> or obs_spec")
-    acfg = agent_config(cfg["learner"], device=device)
+    extra = {}
+    if cfg.get("demos"):  # the action size recorded with the demos (7 for the robot env, any for gym envs)
+        from robot_env.dataset import read_meta
+
+        space = read_meta(cfg["demos"]).get("action_space") or {}
+        if space.get("shape"):
+            extra["action_dim"] = int(space["shape"][0])
+    acfg = agent_config(cfg["learner"], device=device, **extra)
     agent = Agent(spec, acfg)
     if distributed.world_size() > 1 and not cfg.get("checkpoint_dir"):
         raise ValueError("a data-parallel learner (torchrun) needs an explicit checkpoint_dir shared by its ranks")
