@@ -10,7 +10,7 @@
 
 Examples::
 
-    hilr demo                                # state-based pick_cube, ~10 min on 2 CPU cores
+    hilr demo                                # state-based pick_cube, ~5 min on 2 CPU cores
     hilr demo online.total_steps=20000 task=peg_insert
     hilr demo --help
 """
