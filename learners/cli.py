@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     if verb not in VERBS:
         print(f"hilr: unknown verb {verb!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    if verb in SUBVERBS and rest and "=" not in rest[0] and not rest[0].startswith("-"):
+    if verb in SUBVERBS and rest and "=" not in rest[0] and not rest[0].startswith("-") and rest[0] != "help":
         rest = [f"what={rest[0]}"] + rest[1:]
     # Offscreen MuJoCo rendering works headless (robot PCs over SSH, CI) with EGL.
     os.environ.setdefault("MUJOCO_GL", "egl")
