@@ -9,10 +9,12 @@ builds a queue of old images.
 
 from __future__ import annotations
 
+import abc
 import threading
 import time
+from typing import Any
 
-from robot_env.hardware import DeviceError, Frame, StaleDataError
+from robot_env.hardware import Camera, DeviceError, Frame, StaleDataError
 
 
 class LatestFrame:
@@ -99,3 +101,71 @@ class LatestFrame:
             f"camera {self.name!r}: no frame within {timeout_s:.1f} s"
             + (f" ({err})" if err else "")
         )
+
+
+class ThreadedCamera(Camera):
+    """A camera whose background reader thread fills a :class:`LatestFrame`.
+
+    The life cycle lives here once: ``connect`` opens the source, starts the reader and
+    waits for the first frame; ``disconnect`` stops and joins the reader, then closes the
+    source; ``read`` returns the newest fresh frame without blocking on I/O. Subclasses
+    implement :meth:`_open_source`, :meth:`_close_source` and :meth:`_reader`.
+
+    Args:
+        cfg: the backend's config; it needs ``name``, ``height``, ``width``,
+            ``max_age_s`` and ``connect_timeout_s``.
+    """
+
+    #: prefix of the reader thread's name (``<prefix>-<camera name>``).
+    thread_prefix = "camera"
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.shape = (cfg.height, cfg.width)
+        self._latest = LatestFrame(cfg.name, cfg.max_age_s)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._connected = False
+
+    @abc.abstractmethod
+    def _open_source(self) -> None:
+        """Open the device or stream (raises ``DeviceError`` with what to check)."""
+
+    @abc.abstractmethod
+    def _close_source(self) -> None:
+        """Release the device or stream; safe to call when it is not open."""
+
+    @abc.abstractmethod
+    def _reader(self) -> None:
+        """Thread body: ``self._latest.put`` every frame until ``self._stop`` is set."""
+
+    def connect(self) -> None:
+        """Open the source, start the reader and wait for the first frame (``connect_timeout_s``)."""
+        if self._connected:
+            return
+        self._latest.clear()
+        self._stop.clear()
+        self._open_source()
+        self._thread = threading.Thread(target=self._reader, name=f"{self.thread_prefix}-{self.name}", daemon=True)
+        self._thread.start()
+        try:
+            self._latest.wait_first(self.cfg.connect_timeout_s)
+        except DeviceError:
+            self.disconnect()
+            raise
+        self._connected = True
+
+    def disconnect(self) -> None:
+        """Stop the reader and release the source (safe to call twice)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None
+        self._close_source()
+        self._connected = False
+
+    def read(self) -> Frame:
+        """Newest frame; ``StaleDataError`` if too old, ``DeviceError`` if the source failed."""
+        self._require_connected()
+        return self._latest.get()

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 import time
 from typing import Any
 
-from robot_env.cameras.latest import LatestFrame
-from robot_env.hardware import CAMERAS, Camera, DeviceError, Frame
+from robot_env.cameras.latest import ThreadedCamera
+from robot_env.hardware import CAMERAS, DeviceError, Frame
 
 log = logging.getLogger(__name__)
 
@@ -56,23 +55,19 @@ class OpenCVCameraConfig:
 
 
 @CAMERAS.register("opencv", OpenCVCameraConfig)
-class OpenCVCamera(Camera):
+class OpenCVCamera(ThreadedCamera):
     """A ``cv2.VideoCapture`` camera read by a background thread; frames are RGB uint8.
 
     Args:
         cfg: :class:`OpenCVCameraConfig`.
     """
 
+    thread_prefix = "opencv"
+
     def __init__(self, cfg: OpenCVCameraConfig) -> None:
-        self.cfg = cfg
-        self.name = cfg.name
-        self.shape = (cfg.height, cfg.width)
-        self._latest = LatestFrame(cfg.name, cfg.max_age_s)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(cfg)
         self._cap = None
         self._is_file = False
-        self._connected = False
 
     def _open(self) -> Any:
         import cv2
@@ -124,35 +119,10 @@ class OpenCVCamera(Camera):
                                    device_stamp=device_ms / 1e3 if device_ms > 0 else None))
             last = stamp
 
-    def connect(self) -> None:
-        """Open the source, start the reader and wait for the first frame."""
-        if self._connected:
-            return
-        self._latest.clear()
-        self._stop.clear()
+    def _open_source(self) -> None:
         self._cap = self._open()
-        self._thread = threading.Thread(target=self._reader, name=f"opencv-{self.name}", daemon=True)
-        self._thread.start()
-        try:
-            self._latest.wait_first(self.cfg.connect_timeout_s)
-        except DeviceError:
-            self.disconnect()
-            raise
-        self._connected = True
 
-    def disconnect(self) -> None:
-        """Stop the reader and release the capture (safe to call twice)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
-            self._thread = None
+    def _close_source(self) -> None:
         if self._cap is not None:
             self._cap.release()
             self._cap = None
-        self._connected = False
-
-
-    def read(self) -> Frame:
-        """Newest RGB frame; ``StaleDataError`` if too old, ``DeviceError`` if the source failed."""
-        self._require_connected()
-        return self._latest.get()

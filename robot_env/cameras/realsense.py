@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 import time
 from typing import Any
 
 import numpy as np
 
-from robot_env.cameras.latest import LatestFrame
-from robot_env.hardware import CAMERAS, Camera, DeviceError, Frame
+from robot_env.cameras.latest import ThreadedCamera
+from robot_env.hardware import CAMERAS, DeviceError, Frame
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +84,7 @@ def _find_profile(device: Any, stream: Any, fmt: Any, width: int, height: int, f
 
 
 @CAMERAS.register("realsense", RealSenseConfig)
-class RealSenseCamera(Camera):
+class RealSenseCamera(ThreadedCamera):
     """A RealSense camera read by a background thread (colour RGB, optional aligned depth).
 
     Args:
@@ -95,17 +94,13 @@ class RealSenseCamera(Camera):
     (the software-device fake does); everything after that is shared.
     """
 
+    thread_prefix = "realsense"
+
     def __init__(self, cfg: RealSenseConfig) -> None:
-        self.cfg = cfg
-        self.name = cfg.name
-        self.shape = (cfg.height, cfg.width)
-        self._latest = LatestFrame(cfg.name, cfg.max_age_s)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(cfg)
         self._sensors: list[Any] = []
         self._syncer = None
         self._align = None
-        self._connected = False
         self.reconnects = 0
 
     # -- device source (override point) ---------------------------------------------
@@ -226,34 +221,9 @@ class RealSenseCamera(Camera):
             self._close_streams()
             self._latest.fail(f"frozen or unplugged, reconnect failed: {exc}")
 
-    # -- Camera interface -------------------------------------------------------------
-    def connect(self) -> None:
-        """Open the device, start the reader, wait for the first frame (``connect_timeout_s``)."""
-        if self._connected:
-            return
-        self._latest.clear()
-        self._stop.clear()
+    # -- ThreadedCamera hooks ----------------------------------------------------------
+    def _open_source(self) -> None:
         self._open_streams()
-        self._thread = threading.Thread(target=self._reader, name=f"realsense-{self.name}", daemon=True)
-        self._thread.start()
-        try:
-            self._latest.wait_first(self.cfg.connect_timeout_s)
-        except DeviceError:
-            self.disconnect()
-            raise
-        self._connected = True
 
-    def disconnect(self) -> None:
-        """Stop the reader and release the device (safe to call twice)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
-            self._thread = None
+    def _close_source(self) -> None:
         self._close_streams()
-        self._connected = False
-
-
-    def read(self) -> Frame:
-        """Newest frame; raises ``StaleDataError`` (too old) or ``DeviceError`` (frozen/unplugged)."""
-        self._require_connected()
-        return self._latest.get()
