@@ -7,6 +7,7 @@ import os
 import socket
 import threading
 from collections import Counter
+from typing import Any
 
 from learners.transport import wire
 
@@ -149,3 +150,33 @@ class SeqSet:
     def from_dict(cls, d: dict) -> SeqSet:
         """Inverse of :meth:`to_dict`."""
         return cls(int(d["low"]), [int(x) for x in d.get("above", [])])
+
+
+class LearnerSocketOwner:
+    """Teardown shared by the learner-side endpoints (transition receiver, weight publisher).
+
+    Each owns one bound socket served by one I/O thread, a :class:`Waker`, a CURVE
+    authenticator and a zmq context, set by its ``start()``.
+    """
+
+    _thread: threading.Thread | None = None
+
+    def close(self) -> None:
+        """Stop the I/O thread, then close socket, waker, authenticator and context at once
+        (un-acknowledged transitions are re-sent by the actors). Safe before ``start()``."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._waker.wake()
+        self._thread.join()
+        self._thread = None
+        self._sock.close(0)
+        self._waker.close()
+        self._auth.stop()
+        self._ctx.term()
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

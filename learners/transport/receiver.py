@@ -27,7 +27,7 @@ import zmq
 
 from learners.transport import wire
 from learners.transport.auth import ServerAuth
-from learners.transport.common import Rejections, SeqSet, Waker, random_id, to_ranges
+from learners.transport.common import LearnerSocketOwner, Rejections, SeqSet, Waker, random_id, to_ranges
 from learners.transport.config import TransportConfig
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class _StreamState:
     committed: SeqSet  # acknowledged (deliver policy: == delivered)
 
 
-class TransitionReceiver:
+class TransitionReceiver(LearnerSocketOwner):
     """Receives transitions from any number of actors on one ROUTER socket.
 
     Args:
@@ -132,25 +132,6 @@ class TransitionReceiver:
         log.info("transition receiver listening on %s (curve %s)", self.endpoint,
                  "on" if self.cfg.curve.enabled else "off")
         return self
-
-    def close(self) -> None:
-        """Stop the I/O thread and close the socket at once (un-acked data is re-sent by actors)."""
-        if self._thread is None:
-            return
-        self._stop.set()
-        self._waker.wake()
-        self._thread.join()
-        self._thread = None
-        self._sock.close(0)
-        self._waker.close()
-        self._auth.stop()
-        self._ctx.term()
-
-    def __enter__(self) -> TransitionReceiver:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ learner API
     def poll(self, max_items: int | None = None, timeout_s: float = 0.0) -> list[ReceivedTransition]:

@@ -20,7 +20,7 @@ import zmq
 
 from learners.transport import wire
 from learners.transport.auth import ServerAuth, apply_client
-from learners.transport.common import Rejections, Waker, random_id
+from learners.transport.common import LearnerSocketOwner, Rejections, Waker, random_id
 from learners.transport.config import TransportConfig
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def trainable_numpy(module: Any) -> dict[str, np.ndarray]:
     return {name: p.detach().cpu().numpy().copy() for name, p in module.named_parameters() if p.requires_grad}
 
 
-class WeightPublisher:
+class WeightPublisher(LearnerSocketOwner):
     """Learner side: publishes versioned weights to every subscribed actor.
 
     Args:
@@ -124,25 +124,6 @@ class WeightPublisher:
             timeout = max(0.0, next_send - time.monotonic()) if latest is not None else 1.0
             zmq.select([self._waker.fileno()], [], [], timeout)
             self._waker.drain()
-
-    def close(self) -> None:
-        """Stop sending and close the socket."""
-        if self._thread is None:
-            return
-        self._stop.set()
-        self._waker.wake()
-        self._thread.join()
-        self._thread = None
-        self._sock.close(0)
-        self._waker.close()
-        self._auth.stop()
-        self._ctx.term()
-
-    def __enter__(self) -> WeightPublisher:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 class WeightSubscriber:
