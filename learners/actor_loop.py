@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from learners.rollout import wilson_interval
+from learners.rollout import episode_rates, wilson_interval
 
 log = logging.getLogger(__name__)
 
@@ -227,9 +227,8 @@ class ActorLoop:
         recent = self.episodes[-last:]
         if not recent:
             return {"v": self.policy_version}
-        return {"success": f"{np.mean([e['success'] for e in recent]):.2f}",
-                "interv": f"{np.sum([e['intervention_steps'] for e in recent]) / max(1, np.sum([e['length'] for e in recent])):.2f}",
-                "v": self.policy_version}
+        success, interv = episode_rates(recent)
+        return {"success": f"{success:.2f}", "interv": f"{interv:.2f}", "v": self.policy_version}
 
     def summary(self) -> dict[str, Any]:
         """Success rate (with a 95 % Wilson interval), intervention rate, cycle time, counts."""
@@ -237,12 +236,11 @@ class ActorLoop:
         n = len(eps)
         succ = int(sum(e["success"] for e in eps))
         lo, hi = wilson_interval(succ, n)
-        steps = max(1, sum(e["length"] for e in eps))
         succ_eps = [e for e in eps if e["success"]]
         out = {
             "episodes": n, "successes": succ, "success_rate": succ / n if n else 0.0,
             "success_ci95": [lo, hi], "env_steps": self.env_steps,
-            "intervention_rate": sum(e["intervention_steps"] for e in eps) / steps,
+            "intervention_rate": episode_rates(eps)[1],
             "interventions": int(sum(e["interventions"] for e in eps)),
             "mean_return": float(np.mean([e["return"] for e in eps])) if n else 0.0,
             # cycle time = time to finish the task, in robot time (steps x dt), successful episodes only

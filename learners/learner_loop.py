@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from learners.replay import MixedReplay, ReplayBuffer
+from learners.rollout import episode_rates
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +93,8 @@ class EpisodeTracker:
         eps = self.finished[-n:]
         if not eps:
             return {}
-        steps = max(1, sum(e["length"] for e in eps))
-        return {"success_rate": float(np.mean([e["success"] for e in eps])),
-                "intervention_rate": sum(e["intervention_steps"] for e in eps) / steps,
+        success, interv = episode_rates(eps)
+        return {"success_rate": success, "intervention_rate": interv,
                 "episode_return": float(np.mean([e["return"] for e in eps])),
                 "episode_length": float(np.mean([e["length"] for e in eps]))}
 

@@ -7,6 +7,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from learners.rollout import episode_rates
+
 
 def rolling(values: Sequence[float], window: int) -> np.ndarray:
     """Trailing mean over ``window`` items (shorter at the start)."""
@@ -62,11 +64,8 @@ def summarize(bc: dict[str, Any], online: dict[str, Any], final: dict[str, Any],
     first, last = eps[:20], eps[-20:]
 
     def rate(chunk: list[dict[str, Any]], key: str) -> float:
-        if not chunk:
-            return 0.0
-        if key == "success":
-            return sum(e["success"] for e in chunk) / len(chunk)
-        return sum(e["intervention_steps"] for e in chunk) / max(1, sum(e["length"] for e in chunk))
+        success, interv = episode_rates(chunk)
+        return success if key == "success" else interv
 
     act, learn = online["actor"], online["learner"]
     transport = act.get("transport", {})

@@ -6,7 +6,7 @@ the benchmarks. The actor *process* (learners/apps/actor.py) has its own loop.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -91,6 +91,16 @@ def evaluate(env: Any, act: Callable[[Mapping[str, np.ndarray]], np.ndarray], nu
     n, k = num_episodes, sum(successes)
     return {"success_rate": k / n, "successes": successes, "mean_steps": float(np.mean(lengths)),
             "episodes": n, "ci95": list(wilson_interval(k, n))}
+
+
+def episode_rates(episodes: Sequence[Mapping[str, Any]]) -> tuple[float, float]:
+    """(success rate, intervention rate) of episode records (``success``, ``intervention_steps``,
+    ``length``): the fraction of episodes that succeeded and of steps the operator drove."""
+    if not episodes:
+        return 0.0, 0.0
+    steps = max(1, sum(int(e["length"]) for e in episodes))
+    return (sum(bool(e["success"]) for e in episodes) / len(episodes),
+            sum(int(e["intervention_steps"]) for e in episodes) / steps)
 
 
 def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:

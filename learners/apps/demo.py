@@ -119,6 +119,8 @@ def run_online(cfg: dict, dataset: Path, base_ckpt: str, out: Path) -> dict:
     """Step 3: learner and actor processes over ZMQ; returns their summaries."""
     from tqdm import tqdm
 
+    from learners.rollout import episode_rates
+
     tports = {"transitions_port": free_port(), "weights_port": free_port()}
     common = overrides("learner", cfg["learner"]) + overrides("transport", {**cfg["transport"], **tports})
     learner = launch("learner", [f"demos={dataset}", f"base_policy={base_ckpt}", *common, *overrides("loop", cfg["online"]["loop"]),
@@ -137,11 +139,9 @@ def run_online(cfg: dict, dataset: Path, base_ckpt: str, out: Path) -> dict:
             time.sleep(1.0)
             eps = read_episodes(episodes_file)
             if eps:
-                recent = eps[-20:]
+                success, interv = episode_rates(eps[-20:])
                 bar.n = min(total, eps[-1]["env_steps"])
-                bar.set_postfix(success=f"{sum(e['success'] for e in recent) / len(recent):.2f}",
-                                interv=f"{sum(e['intervention_steps'] for e in recent) / max(1, sum(e['length'] for e in recent)):.2f}",
-                                v=eps[-1]["policy_version"])
+                bar.set_postfix(success=f"{success:.2f}", interv=f"{interv:.2f}", v=eps[-1]["policy_version"])
                 bar.refresh()
             if learner.poll() is not None:
                 raise RuntimeError(f"the learner exited early ({learner.returncode}); see {out / 'learner.log'}")
