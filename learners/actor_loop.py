@@ -26,6 +26,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from learners.inprocess import executed_action
 from learners.rollout import episode_rates, wilson_interval
 
 log = logging.getLogger(__name__)
@@ -181,9 +182,12 @@ class ActorLoop:
             if self._set_parts is not None:
                 self._set_parts(base, residual)
             next_obs, reward, terminated, truncated, info = self.env.step(action)
-            executed = np.asarray(info.get("action", action), np.float32)
+            # the critic learns from what the arm executed (after the safety clip); what the policy or
+            # the operator asked for travels beside it
+            executed = executed_action(info, action)
             if self.sender is not None:
                 tr = make_transition(obs, next_obs, executed, base, residual, reward, terminated, truncated, info)
+                tr["requested_action"] = np.asarray(info.get("action", action), np.float32)
                 if truncated and not terminated:  # the TD target bootstraps from base(next_obs) + residual
                     tr["next_base_action"] = np.asarray(self.agent.base.act(next_obs), np.float32)
                 self.sender.send(tr, self.policy_version)

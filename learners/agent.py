@@ -29,7 +29,7 @@ from policies.base import BasePolicy, ZeroBasePolicy
 from policies.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from policies.critics import CriticEnsemble
 from policies.encoders import EncoderConfig, ObservationEncoder, ObsSpec, obs_to_tensors
-from policies.residual import ACTORS
+from policies.residual import ACTORS, compose_action
 
 MODES = ("bc", "residual", "rlpd")
 
@@ -76,6 +76,15 @@ class AgentConfig:
     action_dim: int = 7
     device: str = "cpu"
     seed: int = 0
+    normalize_state: bool = True
+    normalizer_updates: int = 100
+    explore_hold: int = 1
+    bc_weight: float = 0.0
+    q_filter: bool = True
+    actor_pessimism: float = 0.0
+    normalize_q: bool = False
+    gate: bool = False
+    gate_kappa: float = 1.0
 
     def __post_init__(self) -> None:
         if isinstance(self.encoder, Mapping):
@@ -94,6 +103,13 @@ class AgentConfig:
             raise ValueError("demo_ratio must be in [0, 1]")
         if self.actor_delay < 1 or self.utd < 1:
             raise ValueError("actor_delay and utd must be >= 1")
+        if self.explore_hold < 1 or self.normalizer_updates < 0:
+            raise ValueError("explore_hold must be >= 1 and normalizer_updates >= 0")
+        if self.bc_weight < 0 or self.actor_pessimism < 0 or self.gate_kappa < 0 or self.residual_l2 < 0:
+            raise ValueError("bc_weight, actor_pessimism, gate_kappa and residual_l2 must be >= 0")
+        if self.gate and self.mode != "residual":
+            raise ValueError("gate=true needs mode=residual (it falls back to the base action)")
+        self.device = resolve_device(self.device)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "AgentConfig":
@@ -111,6 +127,16 @@ class AgentConfig:
         if np.any(s <= 0):
             raise ValueError(f"residual_scale must be > 0, got {s}")
         return s
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``; a CUDA device without a GPU is
+    an error with a clear message instead of a crash at the first tensor."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"learner.device={device} but no CUDA GPU is visible here; use learner.device=auto or cpu")
+    return str(device)
 
 
 def batch_to_torch(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
@@ -146,7 +172,7 @@ class Agent:
         self.scale_np = cfg.scale_array()
         self.scale = torch.as_tensor(self.scale_np, device=self.device)
         a = cfg.action_dim
-        self.encoder = ObservationEncoder(spec, cfg.encoder).to(self.device)
+        self.encoder = ObservationEncoder(spec, cfg.encoder, normalize_state=cfg.normalize_state).to(self.device)
         self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         actor_cls = ACTORS[cfg.algo]
         kw = {"init_std": cfg.init_std} if cfg.algo == "sac" else {}
@@ -163,6 +189,13 @@ class Agent:
         self.update_fn = UPDATES[cfg.algo]
         self.num_updates = 0  # critic updates
         self.num_actor_updates = 0
+        self.normalizer_samples = 0  # states seen by the running state statistics (frozen after normalizer_updates)
+        self._norm_sum = np.zeros(self.encoder.state_dim, np.float64)
+        self._norm_sumsq = np.zeros(self.encoder.state_dim, np.float64)
+        self._held_noise: np.ndarray | None = None  # exploration noise held for explore_hold steps
+        self._held_steps = 0
+        self.gate_open: bool | None = None  # did the last act() use the residual (gate on)?
+        self.gate_stats = {"open": 0, "closed": 0}
 
     # ---------------------------------------------------------------- actor side
     @property
@@ -171,8 +204,36 @@ class Agent:
         return self.cfg.mode != "bc"
 
     def reset(self) -> None:
-        """Start of an episode: resets the base policy's chunk state."""
+        """Start of an episode: resets the base policy's chunk state and the held exploration noise."""
         self.base.reset()
+        self._held_noise, self._held_steps = None, 0
+
+    def _noise(self, scale: float, uniform: bool) -> np.ndarray:
+        """Exploration noise ``(A,)``, resampled every ``explore_hold`` steps (temporally correlated:
+        a held offset moves the arm by centimetres, i.i.d. noise by fractions of a millimetre)."""
+        if self._held_noise is None or self._held_steps >= self.cfg.explore_hold:
+            a = self.cfg.action_dim
+            raw = self.rng.uniform(-1, 1, a) if uniform else self.rng.normal(0.0, 1.0, a)
+            self._held_noise, self._held_steps = (scale * raw).astype(np.float32), 0
+        self._held_steps += 1
+        return self._held_noise
+
+    @torch.no_grad()
+    def q_values(self, obs: Mapping[str, np.ndarray], actions: np.ndarray) -> np.ndarray:
+        """Every critic head's Q of (one observation, each of ``actions`` ``(K, A)``): ``(E, K)``."""
+        self.encoder.eval()
+        feat = self.encoder(obs_to_tensors({k: obs[k] for k in self.spec}, self.device))
+        acts = torch.as_tensor(np.asarray(actions, np.float32), device=self.device)
+        return self.critic(feat.expand(len(acts), -1), acts).cpu().numpy()
+
+    def _gate(self, feat: torch.Tensor, base_t: torch.Tensor, residual_t: torch.Tensor) -> bool:
+        """True when the critic ensemble's lower confidence bound says base + residual beats the base:
+        ``mean_e(A_e) - gate_kappa * std_e(A_e) > 0`` with ``A_e = Q_e(s, base + s*r) - Q_e(s, base)``."""
+        acts = torch.cat([compose_action(base_t, residual_t, self.scale), base_t], 0)
+        q = self.critic(feat.expand(2, -1), acts)  # (E, 2)
+        adv = q[:, 0] - q[:, 1]
+        std = adv.std() if adv.numel() > 1 else torch.zeros(())
+        return bool(adv.mean() - self.cfg.gate_kappa * std > 0)
 
     @torch.no_grad()
     def act(self, obs: Mapping[str, np.ndarray], deterministic: bool = False,
@@ -192,17 +253,25 @@ class Agent:
         base = np.asarray(self.base.act(obs), np.float32).reshape(self.cfg.action_dim)
         if self.cfg.mode == "bc":
             return base.copy(), base, np.zeros_like(base)
+        self.gate_open = None
         if warmup and not deterministic:
-            residual = (self.cfg.warmup_noise * self.rng.uniform(-1, 1, base.shape)).astype(np.float32)
+            residual = self._noise(self.cfg.warmup_noise, uniform=True).copy()
         else:
             self.encoder.eval()
             feat = self.encoder(obs_to_tensors({k: obs[k] for k in self.spec}, self.device))
             base_t = torch.as_tensor(base, device=self.device).unsqueeze(0)
-            if deterministic:
-                residual_t = self.actor(feat, base_t)
+            if self.cfg.algo == "sac" and not deterministic:
+                residual_t = self.actor.explore(feat, base_t)
             else:
-                residual_t = self.actor.explore(feat, base_t, self.cfg.explore_sigma)
+                residual_t = self.actor(feat, base_t)
+            if self.cfg.gate:
+                self.gate_open = self._gate(feat, base_t, residual_t)
+                self.gate_stats["open" if self.gate_open else "closed"] += 1
+                if not self.gate_open:
+                    residual_t = torch.zeros_like(residual_t)
             residual = residual_t[0].cpu().numpy().astype(np.float32)
+            if self.cfg.algo == "td3" and not deterministic:
+                residual = residual + self._noise(self.cfg.explore_sigma, uniform=False)
         residual = np.clip(residual, -1.0, 1.0)
         action = np.clip(base + self.scale_np * residual, -1.0, 1.0).astype(np.float32)
         return action, base, residual
@@ -222,6 +291,8 @@ class Agent:
             return {}
         self.encoder.train()
         tb = batch_to_torch(batch, self.device) if isinstance(batch.get("reward"), np.ndarray) else dict(batch)
+        if self.encoder.normalize_state and self.num_updates < self.cfg.normalizer_updates:
+            self._accumulate_state_stats(tb)
         self.num_updates += 1
         update_actor = (self.num_updates > self.cfg.critic_warmup_updates
                         and self.num_updates % self.cfg.actor_delay == 0)
@@ -229,6 +300,19 @@ class Agent:
         self.num_actor_updates += int(update_actor)
         metrics.update(num_updates=self.num_updates, num_actor_updates=self.num_actor_updates)
         return metrics
+
+    @torch.no_grad()
+    def _accumulate_state_stats(self, tb: Mapping[str, Any]) -> None:
+        """Running mean/std of ``state`` over the first ``normalizer_updates`` batches (then frozen),
+        written into the encoder and its target so the actor and critic see standardised inputs."""
+        states = torch.cat([tb["obs"]["state"], tb["next_obs"]["state"]]).double().reshape(-1, self.encoder.state_dim)
+        self._norm_sum += states.sum(0).cpu().numpy()
+        self._norm_sumsq += (states**2).sum(0).cpu().numpy()
+        self.normalizer_samples += int(states.shape[0])
+        mean = self._norm_sum / self.normalizer_samples
+        std = np.sqrt(np.maximum(self._norm_sumsq / self.normalizer_samples - mean**2, 0.0))
+        for enc in (self.encoder, self.target_encoder):
+            enc.set_state_stats(mean, std)
 
     def _trainable_encoder_keys(self) -> list[str]:
         frozen = self.cfg.encoder.freeze_backbone
@@ -240,21 +324,32 @@ class Agent:
         out = {f"actor.{k}": v.detach().cpu().numpy().copy() for k, v in self.actor.state_dict().items()}
         enc = self.encoder.state_dict()
         out.update({f"encoder.{k}": enc[k].detach().cpu().numpy().copy() for k in self._trainable_encoder_keys()})
+        if self.cfg.gate:  # the actor's gate asks the critic whether the residual beats the base
+            out.update({f"critic.{k}": v.detach().cpu().numpy().copy() for k, v in self.critic.state_dict().items()})
         return out
 
     def load_trainable(self, state: Mapping[str, np.ndarray]) -> None:
         """Load :meth:`trainable_state` from the learner (checks every key and shape)."""
-        expected = set(self.trainable_state())
-        got = set(state)
+        mine = self.trainable_state()
+        expected, got = set(mine), set(state)
         if got != expected:
             raise KeyError(f"trainable state mismatch: missing={sorted(expected - got)[:5]} unexpected={sorted(got - expected)[:5]}")
-        actor = {k[6:]: torch.as_tensor(np.asarray(v)) for k, v in state.items() if k.startswith("actor.")}
-        enc = {k[8:]: torch.as_tensor(np.asarray(v)) for k, v in state.items() if k.startswith("encoder.")}
-        for name, t in list(actor.items()) + list(enc.items()):
+        for name, ref in mine.items():
+            shape = tuple(np.shape(state[name]))
+            if shape != ref.shape:
+                raise ValueError(f"weights {name} have shape {shape}, this actor's model has {ref.shape}: "
+                                 "the learner and actor use different network sizes (learner=... must match)")
+        parts: dict[str, dict[str, torch.Tensor]] = {"actor": {}, "encoder": {}, "critic": {}}
+        for name, v in state.items():
+            t = torch.as_tensor(np.asarray(v))
             if not torch.isfinite(t.float()).all():
                 raise ValueError(f"trainable state {name} holds non-finite values; refusing to load")
-        self.actor.load_state_dict(actor)
-        self.encoder.load_state_dict(enc, strict=False)
+            prefix, _, key = name.partition(".")
+            parts[prefix][key] = t
+        self.actor.load_state_dict(parts["actor"])
+        self.encoder.load_state_dict(parts["encoder"], strict=False)
+        if parts["critic"]:
+            self.critic.load_state_dict(parts["critic"])
 
     def state_dict(self) -> dict[str, Any]:
         """Full learner state: all networks, targets, optimisers, ``log_alpha``, counters."""
@@ -265,6 +360,7 @@ class Agent:
             "critic_optim": self.critic_optim.state_dict(), "actor_optim": self.actor_optim.state_dict(),
             "temperature_optim": self.temperature_optim.state_dict(),
             "num_updates": self.num_updates, "num_actor_updates": self.num_actor_updates,
+            "normalizer": torch.as_tensor(np.concatenate([[self.normalizer_samples], self._norm_sum, self._norm_sumsq])),
         }
         if self.actor_target is not None:
             state["actor_target"] = self.actor_target.state_dict()
@@ -282,6 +378,11 @@ class Agent:
         self.actor_optim.load_state_dict(state["actor_optim"])
         self.temperature_optim.load_state_dict(state["temperature_optim"])
         self.num_updates, self.num_actor_updates = int(state["num_updates"]), int(state["num_actor_updates"])
+        if "normalizer" in state:  # checkpoints from before the state normaliser have none
+            norm = np.asarray(torch.as_tensor(state["normalizer"]).cpu().numpy(), np.float64)
+            d = self.encoder.state_dim
+            self.normalizer_samples = int(norm[0])
+            self._norm_sum, self._norm_sumsq = norm[1:1 + d].copy(), norm[1 + d:1 + 2 * d].copy()
 
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
         """Atomic safetensors checkpoint of :meth:`state_dict` with the config and spec as JSON."""
@@ -305,6 +406,7 @@ class Agent:
         meta = read_metadata(path)
         cfg_d = dict(meta["config"])
         cfg_d["encoder"] = {**cfg_d["encoder"], "pretrained": None}
+        cfg_d.setdefault("normalize_state", False)  # checkpoints from before the state normaliser
         if device:
             cfg_d["device"] = device
         agent = cls({k: (tuple(s), d) for k, (s, d) in meta["spec"].items()}, AgentConfig(**cfg_d), base_policy)

@@ -32,7 +32,7 @@ import numpy as np
 
 from policies.encoders import ObsSpec
 
-TRANSITION_KEYS = ("action", "residual_action", "reward", "terminated", "truncated", "intervened")
+TRANSITION_KEYS = ("action", "requested_action", "residual_action", "reward", "terminated", "truncated", "intervened")
 
 
 def split_obs(tr: Mapping[str, Any], prefix: str) -> dict[str, np.ndarray]:
@@ -83,7 +83,8 @@ class ReplayBuffer:
         self.frames = {k: np.zeros((c, *shape), dtype=np.dtype(dt)) for k, (shape, dt) in self.spec.items()}
         self.data = {
             "base_action": np.zeros((c, action_dim), np.float32),  # frame-aligned
-            "action": np.zeros((c, action_dim), np.float32),
+            "action": np.zeros((c, action_dim), np.float32),  # executed (after the safety clip)
+            "requested_action": np.zeros((c, action_dim), np.float32),  # what the policy/operator asked for
             "residual_action": np.zeros((c, action_dim), np.float32),
             "reward": np.zeros(c, np.float32),
             "terminated": np.zeros(c, bool),
@@ -148,6 +149,7 @@ class ReplayBuffer:
                 self.size = min(self.size + 1, self.capacity)
             d = self.data
             d["action"][cur] = action
+            d["requested_action"][cur] = np.asarray(tr.get("requested_action", action), np.float32)
             d["residual_action"][cur] = np.asarray(tr.get("residual_action", np.zeros(self.action_dim)), np.float32)
             d["reward"][cur] = float(tr["reward"])
             d["terminated"][cur] = bool(tr["terminated"])
@@ -230,7 +232,8 @@ class ReplayBuffer:
             batch = {
                 "obs": {k: a[idx] for k, a in self.frames.items()},
                 "next_obs": {k: a[boot] for k, a in self.frames.items()},
-                "action": d["action"][idx], "base_action": d["base_action"][idx],
+                "action": d["action"][idx], "requested_action": d["requested_action"][idx],
+                "base_action": d["base_action"][idx],
                 "next_base_action": d["base_action"][boot], "residual_action": d["residual_action"][idx],
                 "reward": ret.astype(np.float32),
                 "discount": (self.gamma**m * (1.0 - term)).astype(np.float32),
@@ -284,7 +287,10 @@ class ReplayBuffer:
         for k in buf.frames:
             buf.frames[k][:n] = arrays[f"frames/{k}"]
         for k in buf.data:
-            buf.data[k][:n] = arrays[f"data/{k}"]
+            if f"data/{k}" in arrays:  # buffers saved before a field existed keep its zeros
+                buf.data[k][:n] = arrays[f"data/{k}"]
+            elif k == "requested_action":
+                buf.data[k][:n] = arrays["data/action"]
         for k in ("head", "size", "open", "num_segments", "num_transitions"):
             setattr(buf, k, meta[k])
         buf.rng.bit_generator.state = meta["rng"]
@@ -327,18 +333,34 @@ class MixedReplay:
         return len(self.online) + len(self.demo)
 
     def sample(self, batch_size: int) -> dict[str, Any]:
-        """A batch with ``round(batch_size * demo_ratio)`` demo rows first (all online if no demos)."""
+        """A batch with ``round(batch_size * demo_ratio)`` demo rows first (all online if no demos).
+
+        ``labelled`` ``(B,)`` marks rows whose ``residual_action`` is a human label (every demo row
+        and every intervention): the actor's filtered BC term learns from those.
+        """
         n_demo = int(round(batch_size * self.demo_ratio)) if len(self.demo) else 0
         if len(self.online) == 0:
             n_demo = batch_size
         parts = []
         if n_demo:
-            parts.append(self.demo.sample(n_demo))
+            part = self.demo.sample(n_demo)
+            part["labelled"] = np.ones(n_demo, bool)
+            parts.append(part)
         if batch_size - n_demo:
-            parts.append(self.online.sample(batch_size - n_demo))
+            part = self.online.sample(batch_size - n_demo)
+            part["labelled"] = part["intervened"].copy()
+            parts.append(part)
         if len(parts) == 1:
             return parts[0]
         return concat_batches(parts)
+
+    def state_stats(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Mean and std ``(D,)`` of ``state`` over every stored frame of both buffers (None: empty)."""
+        frames = [b.frames["state"][: b.size] for b in (self.online, self.demo) if "state" in b.frames and b.size]
+        if not frames:
+            return None
+        x = np.concatenate(frames).astype(np.float64)
+        return x.mean(0), x.std(0)
 
 
 def concat_batches(parts: list[dict[str, Any]]) -> dict[str, Any]:

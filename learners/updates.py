@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from learners.distributed import average_gradients
-from policies.critics import polyak_update, random_subset_min
+from policies.critics import forward_heads, polyak_update, random_heads
 from policies.residual import compose_action
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,6 +47,12 @@ def _critic_step(agent: "Agent", feat: torch.Tensor, action: torch.Tensor, q_tar
             "q_target_mean": float(q_target.mean()), "critic_grad_norm": grad_norm}
 
 
+def _target_q(agent: "Agent", next_feat: torch.Tensor, next_action: torch.Tensor) -> torch.Tensor:
+    """REDQ: min over ``target_subset`` random target heads, evaluating only those heads."""
+    heads = random_heads(agent.cfg.num_critics, agent.cfg.target_subset, agent.torch_rng).to(next_feat.device)
+    return forward_heads(agent.critic_target, next_feat, next_action, heads).min(dim=0).values
+
+
 def _polyak(agent: "Agent") -> None:
     tau = agent.cfg.tau
     polyak_update(agent.critic_target, agent.critic, tau)
@@ -55,13 +61,67 @@ def _polyak(agent: "Agent") -> None:
         polyak_update(agent.actor_target, agent.actor, tau)
 
 
+def residual_actor_loss(agent: "Agent", feat: torch.Tensor, batch: dict[str, Any], residual: torch.Tensor,
+                        extra: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """The residual actor's objective and its diagnostics (shared by TD3 and SAC).
+
+    ``loss = -lambda * mean_B[Qbar(s, base + s*r) - kappa * std_e Q] + w_bc * BC + l2 * |r|^2 (+ extra)``:
+
+    - ``Qbar`` is the ensemble mean; ``kappa = actor_pessimism`` penalises actions the heads
+      disagree on (out-of-distribution corrections), ``lambda = 1 / mean|Q|`` when
+      ``normalize_q`` (TD3+BC), so ``w_bc`` means the same at any reward scale;
+    - BC pulls the residual towards the label ``residual_action`` of *labelled* rows (demos and
+      interventions: the implied residual of the human's action), kept only where the critic
+      says the human's action beats the current one (``q_filter``, Nair et al. 2018);
+    - the critic is frozen during the actor step (no weight gradients computed for it).
+
+    Returns:
+        ``(loss, metrics)`` with Q(s, base) vs Q(s, base + residual), the ensemble disagreement on
+        both, the residual's magnitude and saturation and the BC filter's keep rate.
+    """
+    cfg, scale, base = agent.cfg, agent.scale, batch["base_action"]
+    agent.critic.requires_grad_(False)
+    try:
+        q_all = agent.critic(feat, compose_action(base, residual, scale))  # (E, B)
+    finally:
+        agent.critic.requires_grad_(True)
+    q_pi = q_all.mean(0)
+    q_std = q_all.std(0) if q_all.shape[0] > 1 else torch.zeros_like(q_pi)
+    objective = q_pi - cfg.actor_pessimism * q_std
+    lam = 1.0 / objective.abs().mean().detach().clamp_min(1e-3) if cfg.normalize_q else 1.0
+    loss = -(lam * objective).mean() + cfg.residual_l2 * (residual**2).sum(-1).mean()
+    if extra is not None:
+        loss = loss + extra
+    metrics: dict[str, float] = {}
+    labelled = batch.get("labelled")
+    with torch.no_grad():
+        q_base_all = agent.critic(feat, base)
+        if cfg.bc_weight > 0 and labelled is not None:
+            keep = labelled.float()
+            if cfg.q_filter:
+                keep = keep * (agent.critic(feat, batch["action"]).mean(0) > q_pi.detach()).float()
+            metrics["bc_keep_rate"] = float(keep.sum() / labelled.float().sum().clamp_min(1.0))
+    if cfg.bc_weight > 0 and labelled is not None:
+        bc = ((residual - batch["residual_action"]) ** 2).sum(-1)
+        loss = loss + cfg.bc_weight * (keep * bc).sum() / keep.sum().clamp_min(1.0)
+        metrics["bc_loss"] = float((keep * bc).sum() / keep.sum().clamp_min(1.0))
+    q_base = q_base_all.mean(0)
+    metrics.update(
+        q_base=float(q_base.mean()), q_pi=float(q_pi.mean()), advantage_pi=float((q_pi - q_base).mean()),
+        q_std_base=float(q_base_all.std(0).mean()) if q_all.shape[0] > 1 else 0.0,
+        q_std_pi=float(q_std.mean()), residual_abs_mean=float(residual.abs().mean()),
+        residual_saturation=float((residual.abs() > 0.95).float().mean()))
+    return loss, metrics
+
+
 def td3_residual_update(agent: "Agent", batch: dict[str, Any], update_actor: bool) -> dict[str, float]:
     """One ResFiT / TD3 residual update.
 
     Args:
         agent: networks, optimisers, config.
         batch: torch batch (``obs``, ``next_obs``, ``action`` executed, ``base_action``,
-            ``next_base_action``, ``reward`` n-step, ``discount``).
+            ``next_base_action``, ``reward`` n-step, ``discount``, optional ``labelled`` and
+            ``residual_action`` for the BC term).
         update_actor: also take an actor step (delayed / after the critic warm-up).
     """
     cfg, scale = agent.cfg, agent.scale
@@ -73,22 +133,19 @@ def td3_residual_update(agent: "Agent", batch: dict[str, Any], update_actor: boo
         next_base = batch["next_base_action"]
         noise = (torch.randn_like(next_base) * cfg.target_noise).clamp(-cfg.target_noise_clip, cfg.target_noise_clip)
         next_residual = (agent.actor_target(next_feat, next_base) + noise).clamp(-1.0, 1.0)
-        next_action = compose_action(next_base, next_residual, scale)
-        q_next = random_subset_min(agent.critic_target(next_feat, next_action), cfg.target_subset, agent.torch_rng)
+        q_next = _target_q(agent, next_feat, compose_action(next_base, next_residual, scale))
         q_target = batch["reward"] + batch["discount"] * q_next
 
-    # 2. critic on the executed action (base + residual, or the human's)
+    # 2. critic on the executed action (base + residual, or the human's, after the safety clip)
     metrics = _critic_step(agent, feat, batch["action"], q_target)
 
-    # 3. actor: maximise the ensemble-mean Q of base + s * pi(s, base)
+    # 3. actor: maximise the (pessimistic) ensemble Q of base + s * pi(s, base), BC to filtered labels
     if update_actor:
-        feat_d, base = feat.detach(), batch["base_action"]
-        residual = agent.actor(feat_d, base)
-        q_pi = agent.critic(feat_d, compose_action(base, residual, scale)).mean(dim=0)
-        # optional pull towards the base (residual_l2 = 0 is ResFiT's plain objective)
-        actor_loss = -q_pi.mean() + cfg.residual_l2 * (residual**2).sum(-1).mean()
+        feat_d = feat.detach()
+        residual = agent.actor(feat_d, batch["base_action"])
+        actor_loss, actor_metrics = residual_actor_loss(agent, feat_d, batch, residual)
         metrics["actor_grad_norm"] = _step(agent.actor_optim, actor_loss, list(agent.actor.parameters()), cfg.grad_clip)
-        metrics.update(actor_loss=actor_loss.item(), residual_abs_mean=residual.abs().mean().item())
+        metrics.update(actor_metrics, actor_loss=actor_loss.item())
 
     # 5. Polyak (no temperature in TD3)
     _polyak(agent)
@@ -112,8 +169,7 @@ def sac_update(agent: "Agent", batch: dict[str, Any], update_actor: bool) -> dic
         next_feat = agent.target_encoder(batch["next_obs"], augment=cfg.augment)
         next_base = batch["next_base_action"]
         next_residual, next_log_prob = agent.actor.sample(next_feat, next_base)
-        next_action = compose_action(next_base, next_residual, scale)
-        q_next = random_subset_min(agent.critic_target(next_feat, next_action), cfg.target_subset, agent.torch_rng)
+        q_next = _target_q(agent, next_feat, compose_action(next_base, next_residual, scale))
         if cfg.backup_entropy:
             q_next = q_next - alpha * next_log_prob
         q_target = batch["reward"] + batch["discount"] * q_next
@@ -122,11 +178,10 @@ def sac_update(agent: "Agent", batch: dict[str, Any], update_actor: bool) -> dic
     metrics = _critic_step(agent, feat, batch["action"], q_target)
 
     if update_actor:
-        # 3. actor: minimise alpha log pi - mean_e Q_e
-        feat_d, base = feat.detach(), batch["base_action"]
-        residual, log_prob = agent.actor.sample(feat_d, base)
-        q_pi = agent.critic(feat_d, compose_action(base, residual, scale)).mean(dim=0)
-        actor_loss = (alpha * log_prob - q_pi).mean() + cfg.residual_l2 * (residual**2).sum(-1).mean()
+        # 3. actor: minimise alpha log pi - Q (+ the residual terms of residual_actor_loss)
+        feat_d = feat.detach()
+        residual, log_prob = agent.actor.sample(feat_d, batch["base_action"])
+        actor_loss, actor_metrics = residual_actor_loss(agent, feat_d, batch, residual, (alpha * log_prob).mean())
         metrics["actor_grad_norm"] = _step(agent.actor_optim, actor_loss, list(agent.actor.parameters()), cfg.grad_clip)
 
         # 4. temperature: push entropy towards target_entropy
@@ -135,9 +190,8 @@ def sac_update(agent: "Agent", batch: dict[str, Any], update_actor: bool) -> dic
         temperature_loss.backward()
         average_gradients([agent.log_alpha])
         agent.temperature_optim.step()
-        metrics.update(actor_loss=actor_loss.item(), entropy=-log_prob.mean().item(),
-                       temperature=agent.log_alpha.exp().item(), temperature_loss=temperature_loss.item(),
-                       residual_abs_mean=residual.abs().mean().item())
+        metrics.update(actor_metrics, actor_loss=actor_loss.item(), entropy=-log_prob.mean().item(),
+                       temperature=agent.log_alpha.exp().item(), temperature_loss=temperature_loss.item())
 
     # 5. Polyak
     _polyak(agent)

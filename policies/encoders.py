@@ -283,9 +283,17 @@ class ObservationEncoder(nn.Module):
         spec: observation layout (see :func:`obs_spec_from_space`).
         cfg: image encoder config (unused when there are no cameras).
         use_state: include ``obs["state"]`` in the features.
+        normalize_state: standardise ``obs["state"]`` with the buffers ``state_mean`` /
+            ``state_std`` (set by :meth:`set_state_stats`; identity until then) and clip the
+            result to +-``STATE_CLIP``. The residual agent uses it so that a wrench reading
+            that varies 100x more than a position does not dominate the critic's input.
     """
 
-    def __init__(self, spec: ObsSpec, cfg: EncoderConfig | None = None, use_state: bool = True) -> None:
+    #: standardised state values are clipped to this (a force spike must not saturate the nets)
+    STATE_CLIP = 5.0
+
+    def __init__(self, spec: ObsSpec, cfg: EncoderConfig | None = None, use_state: bool = True,
+                 normalize_state: bool = False) -> None:
         super().__init__()
         self.cfg = cfg or EncoderConfig()
         self.spec = dict(spec)
@@ -302,6 +310,24 @@ class ObservationEncoder(nn.Module):
         self.out_dim = self.state_dim + len(self.image_keys) * (self.cfg.latent_dim if self.image_keys else 0)
         if self.out_dim == 0:
             raise ValueError(f"observation spec {spec} has neither 'state' nor camera images")
+        self.normalize_state = bool(normalize_state and self.use_state)
+        if self.normalize_state:
+            self.register_buffer("state_mean", torch.zeros(self.state_dim))
+            self.register_buffer("state_std", torch.ones(self.state_dim))
+
+    @torch.no_grad()
+    def set_state_stats(self, mean: Any, std: Any, floor: float = 1e-3) -> None:
+        """Store the state standardisation ``(D,)`` (std floored at ``floor``); needs ``normalize_state``."""
+        if not self.normalize_state:
+            raise RuntimeError("this encoder was built with normalize_state=False")
+        mean = torch.as_tensor(np.asarray(mean, np.float32).reshape(-1))
+        std = torch.as_tensor(np.maximum(np.asarray(std, np.float32).reshape(-1), floor))
+        if mean.shape != self.state_mean.shape or std.shape != self.state_std.shape:
+            raise ValueError(f"state stats of shape {tuple(mean.shape)} for a state of {self.state_dim}")
+        if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
+            raise ValueError("state stats must be finite")
+        self.state_mean.copy_(mean)
+        self.state_std.copy_(std)
 
     def encoder_for(self, key: str) -> ImageEncoder:
         """The image encoder used for camera ``key``."""
@@ -311,7 +337,10 @@ class ObservationEncoder(nn.Module):
         """Batched obs dict (``state`` ``(B, D)`` float, images ``(B, H, W, 3)`` uint8) -> ``(B, out_dim)``."""
         parts = []
         if self.use_state:
-            parts.append(obs["state"].float().reshape(obs["state"].shape[0], -1))
+            state = obs["state"].float().reshape(obs["state"].shape[0], -1)
+            if self.normalize_state:
+                state = ((state - self.state_mean) / self.state_std).clamp(-self.STATE_CLIP, self.STATE_CLIP)
+            parts.append(state)
         for k in self.image_keys:
             parts.append(self.encoder_for(k)(obs[k], augment=augment))
         return torch.cat(parts, dim=-1)
