@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import json
 
-from robot_env.app import hydra_app, to_container
+from robot_env.app import UserError, hydra_app, to_container
 
 
 @hydra_app("calibrate")
 def main(cfg) -> int:
     """Run the calibration named by ``cfg.what`` and print its JSON summary last."""
-    from calibration.errors import CalibrationError
     from calibration.runners import RUNNERS
 
     if cfg.what not in RUNNERS:
-        raise SystemExit(f"unknown calibration {cfg.what!r}; choose one of {sorted(RUNNERS)}")
-    try:
-        summary = RUNNERS[cfg.what](to_container(cfg))
-    except CalibrationError as exc:
-        print(f"calibration failed: {exc}")
-        return 1
+        raise UserError(f"unknown calibration {cfg.what!r}; choose one of {sorted(RUNNERS)}")
+    # a CalibrationError or DeviceError becomes one line, `hilr calibrate: <why>`, and exit 1
+    summary = RUNNERS[cfg.what](to_container(cfg))
     print(json.dumps(summary, sort_keys=True, default=str))
     return 0

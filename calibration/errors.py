@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from robot_env.app import UserError
 
-class CalibrationError(RuntimeError):
-    """A calibration could not be computed, or its result is too poor to use."""
+
+class CalibrationError(UserError):
+    """A calibration could not be computed, or its result is too poor to use.
+
+    A ``UserError``: ``hilr calibrate`` prints its message as one line and exits 1.
+    """
 
 
 class BoardNotFoundError(CalibrationError):

@@ -1,7 +1,9 @@
 """``hilr``: one command, one verb per job. Each verb is a thin hydra app.
 
 ``hilr --help`` lists the verbs; ``hilr <verb> --help`` shows that verb's config groups
-and full config; ``hilr <verb> key=value ...`` overrides any config value.
+and every option with its comment; ``hilr <verb> key=value ...`` overrides any config
+value. A failed verb prints one line and exits non-zero; ``--verbose`` (or ``-v``) adds the
+traceback.
 """
 
 from __future__ import annotations
@@ -46,9 +48,26 @@ def usage() -> str:
     lines += [
         "",
         "Each verb is a hydra app: `hilr <verb> --help` shows its config groups and every",
-        "option; override any with key=value (e.g. `hilr demo task=peg_insert seed=3`).",
+        "option with its comment; override any with key=value (e.g. `hilr demo task=peg_insert",
+        "seed=3`). A failed verb prints one line and exits non-zero; --verbose adds the traceback.",
     ]
     return "\n".join(lines)
+
+
+def print_verb_help(verb: str, config_name: str, overrides: list[str]) -> int:
+    """Print ``hilr <verb> --help`` (every option with its YAML comment); 0, or 2 on a bad override."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from robot_env.app import config_dir
+    from robot_env.config_help import verb_help
+
+    try:
+        print(verb_help(verb, config_name, overrides, config_dir(), VERBS[verb][1]))
+    except (HydraException, OmegaConfBaseException) as exc:
+        print(f"hilr {verb}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,11 +85,16 @@ def main(argv: list[str] | None = None) -> int:
     # Offscreen MuJoCo rendering works headless (robot PCs over SSH, CI) with EGL.
     os.environ.setdefault("MUJOCO_GL", "egl")
     os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+    if "--verbose" in rest or "-v" in rest:  # tracebacks on failure (robot_env.app.run_reporting_errors)
+        os.environ["HILR_VERBOSE"] = "1"
+        rest = [a for a in rest if a not in ("--verbose", "-v")]
     rest = [f"{a[2:]}=true" if a.startswith("--") and "=" not in a and a[2:] not in HYDRA_FLAGS else a
             for a in rest]
     target, _ = VERBS[verb]
     module_name, func_name = target.split(":")
     func = getattr(importlib.import_module(module_name), func_name)
+    if ("--help" in rest or "-h" in rest) and getattr(func, "config_name", None):
+        return print_verb_help(verb, func.config_name, [a for a in rest if a not in ("--help", "-h")])
     sys.argv = [f"hilr {verb}"] + rest
     result = func()
     return int(result) if isinstance(result, int) else 0

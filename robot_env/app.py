@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,26 +39,111 @@ def launch_dir() -> Path:
 def hydra_app(config_name: str) -> Callable[[Callable[[Any], Any]], Callable[[], Any]]:
     """Decorate ``fn(cfg)`` as a hydra app reading ``launch/config/<config_name>.yaml``.
 
-    The resolved config is logged at start and saved beside the run by hydra
-    (``<run dir>/.hydra/config.yaml``).
+    The resolved config is written to ``<run dir>/config_resolved.yaml`` (hydra also keeps
+    the unresolved one in ``<run dir>/.hydra/``); the terminal gets one line naming the run
+    directory. ``fn``'s integer return value becomes the exit status. Any exception is one
+    line on stderr, ``hilr <verb>: <what failed>``, and exit status 1: the traceback goes to
+    ``<run dir>/error.txt`` and to the terminal only with ``--verbose`` (``HILR_VERBOSE=1``),
+    ``hydra.verbose=true`` or ``HYDRA_FULL_ERROR=1``.
     """
 
     def deco(fn: Callable[[Any], Any]) -> Callable[[], Any]:
         @functools.wraps(fn)
         def main() -> Any:
             import hydra
-            from omegaconf import DictConfig, OmegaConf
+
+            result: list[Any] = [None]
 
             @hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")
-            def _run(cfg: DictConfig) -> Any:
-                log.info("resolved config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
-                return fn(cfg)
+            def _run(cfg: Any) -> None:
+                # hydra.main drops the task's return value, so it travels out through `result`
+                result[0] = run_reporting_errors(fn, cfg, verb=config_name.replace("_", "-"))
 
-            return _run()
+            _run()
+            return result[0]
 
+        main.config_name = config_name  # type: ignore[attr-defined]  (read by `hilr <verb> --help`)
         return main
 
     return deco
+
+
+def verbose() -> bool:
+    """True when the user asked for tracebacks (``--verbose``, ``hydra.verbose``, ``HYDRA_FULL_ERROR``)."""
+    if os.environ.get("HILR_VERBOSE", "") not in ("", "0") or os.environ.get("HYDRA_FULL_ERROR") == "1":
+        return True
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return bool(HydraConfig.get().verbose)
+    except Exception:  # not running under hydra
+        return False
+
+
+class UserError(RuntimeError):
+    """A failure the user can fix from its message alone (bad option, missing file, no device).
+
+    ``hilr`` prints its message as the one error line, without the traceback file's path.
+    """
+
+
+def error_line(exc: BaseException) -> str:
+    """One line saying what failed: the message of an error the user can act on, else type: message."""
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    return message if _is_user_error(exc) else f"{type(exc).__name__}: {message}"
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    from robot_env.hardware import DeviceError
+
+    return isinstance(exc, (DeviceError, UserError))
+
+
+def run_reporting_errors(fn: Callable[[Any], Any], cfg: Any, verb: str) -> int:
+    """Run ``fn(cfg)`` and turn its outcome into an exit status (see ``hydra_app``).
+
+    Args:
+        fn: the verb's body.
+        cfg: its composed config.
+        verb: the name printed before an error, ``hilr <verb>: ...``.
+
+    Returns:
+        ``fn``'s integer result (0 when it returns anything else), 1 on an exception,
+        130 on Ctrl-C.
+    """
+    import traceback
+
+    from omegaconf import OmegaConf
+
+    out = run_dir()
+    logging.getLogger("OpenGL").setLevel(logging.WARNING)  # PyOpenGL logs an INFO line on import
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        log.info("hilr %s: run directory %s (resolved config: config_resolved.yaml)", verb, out)
+        value = fn(cfg)
+        return int(value) if isinstance(value, int) and not isinstance(value, bool) else 0
+    except KeyboardInterrupt:
+        print(f"hilr {verb}: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as exc:  # raise SystemExit("message") inside a verb: one line, status 1
+        if exc.code is None or isinstance(exc.code, int):
+            return int(exc.code or 0)
+        print(f"hilr {verb}: {exc.code}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        trace = traceback.format_exc()
+        where = ""
+        try:
+            (out / "error.txt").write_text(trace)
+            where = f" (traceback: {out / 'error.txt'})"
+        except OSError:
+            pass
+        if verbose():
+            print(trace, file=sys.stderr, end="")
+        known = _is_user_error(exc)
+        print(f"hilr {verb}: {error_line(exc)}{'' if known else where}", file=sys.stderr)
+        return 1
 
 
 def run_dir() -> Path:

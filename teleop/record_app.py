@@ -74,13 +74,8 @@ def record(cfg: dict) -> dict:
 @hydra_app("record")
 def main(cfg) -> int:
     """Entry point of ``hilr record``."""
-    from robot_env.hardware import DeviceError
-
-    try:
-        summary = record(to_container(cfg))
-    except DeviceError as exc:  # no device / unplugged: say what to check, no traceback
-        print(f"hilr record: {exc}", file=sys.stderr)
-        return 2
+    # no device / unplugged (DeviceError): one line `hilr record: <what to check>`, exit 1
+    summary = record(to_container(cfg))
     line = json.dumps({k: v for k, v in summary.items() if k != "paths"}, sort_keys=True)
     (run_dir() / "record_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(line)

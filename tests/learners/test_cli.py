@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -35,8 +36,50 @@ def test_subjob_word_and_bare_flag_become_overrides(tmp_path):
     assert "what: learn" in out.stdout and "quick: true" in out.stdout
 
 
-def test_verb_help_shows_config_groups_and_comments():
-    out = subprocess.run([sys.executable, "-m", "learners.cli", "actor", "--help"], capture_output=True,
-                         text=True, timeout=120)
+def _hilr(*args, tmp_path, env=None):
+    return subprocess.run([sys.executable, "-m", "learners.cli", *args], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "HILR_RUNS_DIR": str(tmp_path), **(env or {})})
+
+
+def test_verb_help_shows_config_groups_and_comments(tmp_path):
+    out = _hilr("actor", "--help", tmp_path=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "learner:" in out.stdout and "transport:" in out.stdout and "base_policy" in out.stdout
+    # each option with the comment of the yaml file that set it, group files included
+    lines = out.stdout.splitlines()
+    assert any(line.strip().startswith("base_policy: null") and "# frozen base" in line for line in lines)
+    assert any(line.strip().startswith("control_hz: 10.0") and "# control rate, Hz" in line for line in lines)
+    # overrides before --help pick the group files shown
+    out = _hilr("record", "teleop=spacemouse", "--help", tmp_path=tmp_path)
+    assert out.returncode == 0 and "teleop: spacemouse" in out.stdout
+
+
+def test_failure_is_one_line_and_nonzero(tmp_path):
+    """A verb that fails (here a calibration that cannot run) exits 1 with one stderr line."""
+    out = _hilr("calibrate", "nonsense", tmp_path=tmp_path)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.strip().splitlines() == ["hilr calibrate: unknown calibration 'nonsense'; choose one of "
+                                               "['board', 'crops', 'handeye', 'intrinsics', 'moved', "
+                                               "'spacemouse', 'workspace']"]
+    assert "Traceback" not in out.stdout + out.stderr
+    out = _hilr("calibrate", "intrinsics", "camera_name=nope", "--verbose", tmp_path=tmp_path)
+    assert out.returncode == 1 and "Traceback" in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("hilr calibrate: ")
+
+
+def test_unplugged_spacemouse_is_one_line(tmp_path):
+    """The record verb with no SpaceMouse attached: exit 1, the device hint as the only stderr line."""
+    out = _hilr("record", "teleop=spacemouse", f"dataset={tmp_path / 'd'}", tmp_path=tmp_path)
+    assert out.returncode == 1
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("hilr record: cannot open SpaceMouse") and "plugged in" in line
+
+
+def test_config_goes_to_the_run_dir_not_the_terminal(tmp_path):
+    out = _hilr("calibrate", "board", f"out_dir={tmp_path / 'cal'}", "hydra.run.dir=" + str(tmp_path / "run"),
+                tmp_path=tmp_path)
+    assert out.returncode == 0, out.stderr
+    terminal = out.stdout + out.stderr
+    assert len(terminal.splitlines()) < 10 and "compliance_stiffness" not in terminal
+    saved = (tmp_path / "run" / "config_resolved.yaml").read_text()
+    assert "compliance_stiffness" in saved and "${" not in saved
