@@ -9,7 +9,9 @@
 * ``task``: ``TaskConfig`` fields; ``name`` picks the task and, for a sim task, its
   defaults, which the other keys override. Default ``{"name": "pick_cube"}``.
 * ``control`` (optional): ``ControlConfig`` fields (``mode``, ``max_state_age_s``,
-  ``max_frame_age_s``). Default free-running in sim, realtime otherwise.
+  ``max_frame_age_s``). Default free-running in sim, realtime otherwise. Realtime on
+  hardware refuses data older than 2.5 control periods by default; the in-process sim has
+  no default age limit, since it renders and reads on demand and is never stale.
 * ``safety`` (optional): overrides of the task's limits (``workspace_low``,
   ``workspace_high``, ``max_angle_from_home``, ``max_step_translation``,
   ``max_step_rotation``).
@@ -138,7 +140,12 @@ def make_env(cfg: Mapping[str, Any] | None = None, *, success: SuccessSource | N
             cameras[name] = CAMERAS.make(spec)
     default_mode = "free_running" if world is not None else "realtime"
     control_values = {"mode": default_mode, **(cfg.get("control") or {})}
-    if control_values["mode"] == "realtime":
+    if control_values["mode"] == "realtime" and world is None:
+        # Asynchronous devices (a driver thread, a ROS2 topic) can stall: refuse data older
+        # than 2.5 periods. The in-process sim cannot: its state and camera images are
+        # computed on demand from the physics, which only advances inside env.step(), so an
+        # age there measures our own render/sleep time, not staleness (explicit limits
+        # still apply, e.g. to test the check).
         control_values.setdefault("max_state_age_s", 2.5 * task.dt)
         control_values.setdefault("max_frame_age_s", 2.5 * task.dt)
     control = config_from_dict(ControlConfig, control_values)
