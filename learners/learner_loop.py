@@ -196,15 +196,23 @@ class LearnerLoop:
     def ingest(self, timeout_s: float) -> int:
         """Move received transitions into the replay buffers; returns how many."""
         items = self.receiver.poll(max_items=512, timeout_s=timeout_s)
+        stored = 0
         for tr in items:
-            self.replay.add(tr.data)
+            try:
+                self.replay.add(tr.data)
+            except (KeyError, ValueError, TypeError, IndexError) as exc:
+                # the receiver validates the layout; this is the last guard: one transition
+                # never stops the learner (counted with the receiver's rejections)
+                self.receiver.rejections.reject("replay_add", f"{tr.actor_id}/{tr.stream}/{tr.seq}: {exc}")
+                continue
+            stored += 1
             self.env_steps += 1
             self.policy_lag.append(self.version - tr.policy_version)
             ep = self.episodes.add(tr.actor_id, tr.data)
             if ep is not None and self.writer is not None:
                 for k in ("return", "length", "intervention_steps", "success"):
                     self.writer.add_scalar(f"episode/{k}", ep[k], self.env_steps)
-        return len(items)
+        return stored
 
     def update(self) -> dict[str, float]:
         """One update on a fresh batch (sharded across ranks when data-parallel)."""

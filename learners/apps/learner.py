@@ -32,6 +32,7 @@ def run_learner(cfg: dict, out_dir: Path) -> dict:
                                    obs_spec_from_dataset, transport_config)
     from learners.learner_loop import LearnerLoop, LearnerLoopConfig
     from learners.transport import TransitionReceiver, WeightPublisher
+    from learners.transport.spec import transition_spec
     from robot_env.registry import config_from_dict
 
     if cfg.get("torch_threads"):
@@ -66,7 +67,10 @@ def run_learner(cfg: dict, out_dir: Path) -> dict:
     replay = build_replay(spec, acfg)
     # acks wait for checkpoints: a killed learner loses nothing (the actors re-send)
     tcfg = transport_config(cfg["transport"], ack_policy="commit")
-    receiver = TransitionReceiver(tcfg)
+    # every transition is checked against this layout at the socket: a misconfigured actor
+    # is refused (and told why), never crashes the learner
+    required, optional = transition_spec(spec, acfg.action_dim)
+    receiver = TransitionReceiver(tcfg, expected=required, optional=optional)
     publisher = WeightPublisher(tcfg)
     writer = None
     if cfg.get("tensorboard", True):

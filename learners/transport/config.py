@@ -52,12 +52,22 @@ class TransportConfig:
         max_in_flight: transitions sent but not yet acknowledged, at most.
         outbox_memory_messages: unacknowledged transitions kept in RAM; more spill to disk
             (0 = write every transition to disk first: survives an actor crash).
+        outbox_memory_bytes: RAM bound of the outbox (and of transitions queued for it) in
+            bytes, whatever their count; more spill to disk, or, with no ``outbox_dir``,
+            ``send`` raises OutboxFull.
         outbox_max_disk_bytes: spill directory size limit; beyond it ``send`` raises OutboxFull.
         outbox_dir: spill directory (null = RAM only; the actor app sets one per actor id).
         ack_policy: ``deliver``: ack when the learner takes a transition from the receiver;
             ``commit``: ack only at ``receiver.commit()`` (after the learner checkpointed).
         receive_queue: transitions buffered in the receiver before it stops reading
             (back-pressure: they wait in the actor's outbox, nothing is dropped).
+        receive_queue_bytes: the same bound in bytes.
+        max_streams: de-duplication entries (actor incarnations) the receiver holds; a new
+            stream beyond it waits (un-acked) until settled streams are forgotten.
+        weights_max_abs: weights with any ``|w|`` above this are refused by the actor (a
+            finite 3e38 would still make NaN actions).
+        reconnect_after_s: an actor socket that hears nothing valid from the learner for
+            this long is closed and reconnected (then backing off, doubling up to 30 s).
         weights_republish_s: the publisher re-sends the latest weights this often so late
             or restarted actors get them.
         curve: CURVE settings (:class:`CurveConfig`).
@@ -73,10 +83,15 @@ class TransportConfig:
     ack_timeout_s: float = 2.0
     max_in_flight: int = 256
     outbox_memory_messages: int = 4096
+    outbox_memory_bytes: int = 512 * 1024**2
     outbox_max_disk_bytes: int = 4 * 1024**3
     outbox_dir: str | None = None
     ack_policy: str = "deliver"
     receive_queue: int = 4096
+    receive_queue_bytes: int = 1024**3
+    max_streams: int = 4096
+    weights_max_abs: float = 1e4
+    reconnect_after_s: float = 5.0
     weights_republish_s: float = 1.0
     curve: CurveConfig = field(default_factory=CurveConfig)
 
@@ -89,13 +104,14 @@ class TransportConfig:
         if self.ack_policy not in ACK_POLICIES:
             raise ValueError(f"transport.ack_policy={self.ack_policy!r}; choose one of {ACK_POLICIES}")
         positive = ("max_message_bytes", "heartbeat_interval_s", "liveness_timeout_s",
-                    "ack_timeout_s", "max_in_flight", "receive_queue", "weights_republish_s")
+                    "ack_timeout_s", "max_in_flight", "receive_queue", "weights_republish_s",
+                    "receive_queue_bytes", "max_streams", "weights_max_abs", "reconnect_after_s")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"transport.{name} must be > 0, got {getattr(self, name)}")
         if self.liveness_timeout_s <= self.heartbeat_interval_s:
             raise ValueError("transport.liveness_timeout_s must exceed heartbeat_interval_s")
-        if self.outbox_memory_messages < 0 or self.outbox_max_disk_bytes < 0:
+        if self.outbox_memory_messages < 0 or self.outbox_max_disk_bytes < 0 or self.outbox_memory_bytes < 0:
             raise ValueError("transport outbox limits must be >= 0")
         if self.outbox_memory_messages == 0 and not self.outbox_dir:
             raise ValueError("transport.outbox_memory_messages=0 needs an outbox_dir")

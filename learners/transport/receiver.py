@@ -3,7 +3,17 @@
 A background I/O thread reads the socket, validates every frame (anything invalid is
 counted in :attr:`TransitionReceiver.rejections` with a logged reason, and the loop goes
 on), answers pings, de-duplicates by ``(actor, stream, seq)`` and queues new transitions.
-The learner takes them with :meth:`TransitionReceiver.poll`. Acknowledgements go out when
+The learner takes them with :meth:`TransitionReceiver.poll`. No exception raised by one
+message ever leaves the receive loop: it is counted (reason ``internal``) and the loop
+moves on.
+
+Every stream belongs to the connection (ZMQ routing id) that first sent on it. The
+sender sets its own unguessable routing id (kept in its outbox directory, so a restarted
+actor still owns the streams it re-sends), so a peer that is not that connection, even
+one with an authorised CURVE key, cannot add transitions to the stream, move its floors
+(``not_owner``) or receive its acks. A transition that fails validation (``expected``)
+is answered with a final ack carrying ``rejected`` (the sender logs it once, loudly and
+drops it) and leaves no state behind. Acknowledgements go out when
 the learner takes a transition (``ack_policy="deliver"``) or only at
 :meth:`TransitionReceiver.commit` (``ack_policy="commit"``: call it after a checkpoint,
 with :meth:`state_dict` saved in that checkpoint, so a learner killed at any moment loses
@@ -72,16 +82,19 @@ class TransitionReceiver(LearnerSocketOwner):
         cfg: transport config.
         port: port to bind (default ``cfg.transitions_port``; 0 = a free port, see :attr:`port`).
         expected: optional spec every transition must match exactly (names, dtypes, shapes;
-            see :func:`wire.array_spec`, e.g. ``array_spec(example_transition)``). A
-            transition that does not match, or holds NaN/inf in a float array, is rejected,
-            counted, logged and acknowledged as consumed (so the actor does not re-send it
-            forever); it never reaches :meth:`poll`.
+            see :func:`wire.array_spec`, e.g. ``array_spec(example_transition)``, or
+            :func:`learners.transport.spec.transition_spec`). A transition that does not
+            match, or holds NaN/inf in a float array, is rejected, counted, logged and
+            acknowledged as consumed with the reason (so the actor does not re-send it
+            forever and says why); it never reaches :meth:`poll`.
+        optional: names that may also appear (checked like ``expected`` when present).
     """
 
     def __init__(self, cfg: TransportConfig, port: int | None = None,
-                 expected: Mapping[str, Any] | None = None) -> None:
+                 expected: Mapping[str, Any] | None = None, optional: Mapping[str, Any] | None = None) -> None:
         self.cfg = cfg
         self.expected = wire.array_spec(expected) if expected is not None else None
+        self.optional = wire.array_spec(optional) if optional is not None else None
         self.requested_port = cfg.transitions_port if port is None else port
         self.port: int | None = None
         self.instance_id = random_id()
@@ -89,8 +102,9 @@ class TransitionReceiver(LearnerSocketOwner):
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)  # notified when transitions are queued
         self._streams: dict[StreamKey, _StreamState] = {}
-        self._routes: dict[StreamKey, bytes] = {}
+        self._routes: dict[StreamKey, bytes] = {}  # the owner (routing id) of each stream
         self._queue: deque[ReceivedTransition] = deque()
+        self._queued_bytes = 0
         self._to_ack: list[tuple[StreamKey, int]] = []  # final acks
         self._to_hold: list[tuple[StreamKey, int]] = []  # "held" acks (queued, not yet final)
         self._uncommitted: list[tuple[StreamKey, int]] = []
@@ -116,6 +130,8 @@ class TransitionReceiver(LearnerSocketOwner):
             # max_message_bytes up to that is read, rejected and counted here.
             sock.setsockopt(zmq.MAXMSGSIZE, 2 * self.cfg.max_message_bytes + 65536)
             sock.setsockopt(zmq.RCVHWM, 4 * self.cfg.max_in_flight)
+            # an actor that reconnects with its own routing id takes over its old connection
+            sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
             self._auth.apply(sock)
             sock.bind(self.cfg.bind_endpoint(self.requested_port))
         except Exception:
@@ -151,6 +167,7 @@ class TransitionReceiver(LearnerSocketOwner):
                 self._ready.wait_for(lambda: bool(self._queue), timeout_s)
             while self._queue and (max_items is None or len(out) < max_items):
                 tr = self._queue.popleft()
+                self._queued_bytes -= tr.nbytes
                 key = (tr.actor_id, tr.stream)
                 self._streams[key].delivered.add(tr.seq)
                 if self.cfg.ack_policy == "deliver":
@@ -178,7 +195,8 @@ class TransitionReceiver(LearnerSocketOwner):
     def state_dict(self) -> dict[str, Any]:
         """JSON-able de-duplication state of what :meth:`poll` has delivered (for checkpoints)."""
         with self._lock:
-            streams = [{"actor": a, "stream": s, "delivered": st.delivered.to_dict()}
+            streams = [{"actor": a, "stream": s, "delivered": st.delivered.to_dict(),
+                        **({"owner": self._routes[(a, s)].hex()} if (a, s) in self._routes else {})}
                        for (a, s), st in self._streams.items()]
         return {"format": "hilr-transport-dedup", "version": 1, "streams": streams}
 
@@ -192,14 +210,17 @@ class TransitionReceiver(LearnerSocketOwner):
                 key = (str(item["actor"]), int(item["stream"]))
                 d = item["delivered"]
                 self._streams[key] = _StreamState(SeqSet.from_dict(d), SeqSet.from_dict(d), SeqSet.from_dict(d))
+                if item.get("owner"):  # the actor reconnects with the same routing id
+                    self._routes[key] = bytes.fromhex(item["owner"])
 
     def stats(self) -> dict[str, Any]:
         """Counters: received (new), duplicates, deferred (queue full), delivered, acked (final),
-        pings, bytes, queued, per-actor transition counts, seconds since each actor's last
-        transition (``actor_last_seen_s``), rejections by reason."""
+        pings, bytes, queued, streams (de-dup entries held), per-actor transition counts,
+        seconds since each actor's last transition (``actor_last_seen_s``), rejections by reason."""
         now = time.monotonic()
         with self._lock:
-            return {**self._counts, "queued": len(self._queue), "per_actor": dict(self._per_actor),
+            return {**self._counts, "queued": len(self._queue), "streams": len(self._streams),
+                    "per_actor": dict(self._per_actor),
                     "actor_last_seen_s": {a: now - t for a, t in self._last_seen.items()},
                     "rejected": self.rejections.counts()}
 
@@ -210,16 +231,35 @@ class TransitionReceiver(LearnerSocketOwner):
         except zmq.ZMQError:  # peer gone or its queue full: it will ask again
             pass
 
+    def _refuse(self, identity: bytes, key: StreamKey, seq: int, exc: wire.WireError) -> None:
+        """Count a transition that fails validation and answer it with a final ack that
+        says why (the actor drops it and logs the reason once). It leaves no de-dup state:
+        a re-sent copy is refused the same way, and the actor's floor moves past it."""
+        self.rejections.from_error(exc)
+        ack = wire.encode("ack", {"actor": key[0], "stream": key[1], "ranges": [[seq, seq]],
+                                  "learner": self.instance_id, "final": True,
+                                  "rejected": f"{exc.reason}: {str(exc)[:300]}"})
+        self._send(identity, ack)
+
     def _on_transition(self, identity: bytes, msg: wire.Message) -> None:
         f = msg.fields
         key: StreamKey = (f["actor"], f["stream"])
         seq = f["seq"]
+        with self._lock:
+            owner = self._routes.get(key)
+            n_streams = len(self._streams)
+        if owner is not None and owner != identity:
+            self.rejections.reject("not_owner", f"transition for {key} from a connection that does not own it")
+            return
         try:
-            wire.check_arrays(msg.arrays, self.expected)
+            wire.check_arrays(msg.arrays, self.expected, optional=self.optional)
             data = wire.unflatten(msg.arrays)
-            bad = None
         except wire.WireError as exc:
-            bad = exc
+            self._refuse(identity, key, seq, exc)
+            return
+        if owner is None and key not in self._streams and n_streams >= self.cfg.max_streams:
+            self.rejections.reject("too_many_streams", f"{n_streams} streams held; {key} must wait")
+            return  # not acked: the actor re-sends it once old streams are settled and forgotten
         sent = f.get("sent_unix")
         with self._lock:
             self._routes[key] = identity
@@ -227,18 +267,6 @@ class TransitionReceiver(LearnerSocketOwner):
             st = self._streams.get(key)
             if st is None:
                 st = self._streams[key] = _StreamState(SeqSet(), SeqSet(), SeqSet())
-            if bad is not None:
-                # Well-formed but unusable: consume it (final ack) so it is not re-sent forever
-                # and the de-dup watermark keeps moving; it never reaches the learner.
-                self.rejections.from_error(bad)
-                st.seen.add(seq)
-                st.delivered.add(seq)
-                if self.cfg.ack_policy == "commit":  # settled with the next checkpoint
-                    self._uncommitted.append((key, seq))
-                else:
-                    st.committed.add(seq)
-                    self._to_ack.append((key, seq))
-                return
             if seq in st.seen:
                 self._counts["duplicates"] += 1
                 if seq in st.committed:  # its final ack was lost: acknowledge again
@@ -246,7 +274,7 @@ class TransitionReceiver(LearnerSocketOwner):
                 else:  # queued or awaiting commit: tell the actor we hold it
                     self._to_hold.append((key, seq))
                 return
-            if len(self._queue) >= self.cfg.receive_queue:
+            if len(self._queue) >= self.cfg.receive_queue or self._queued_bytes >= self.cfg.receive_queue_bytes:
                 self._counts["deferred"] += 1  # not acked: the actor re-sends it later
                 return
             st.seen.add(seq)
@@ -256,6 +284,7 @@ class TransitionReceiver(LearnerSocketOwner):
                 data=data, sent_unix=float(sent) if isinstance(sent, (int, float)) else None, nbytes=msg.nbytes))
             self._counts["received"] += 1
             self._counts["bytes"] += msg.nbytes
+            self._queued_bytes += msg.nbytes
             self._per_actor[f["actor"]] = self._per_actor.get(f["actor"], 0) + 1
             self._ready.notify_all()
 
@@ -275,22 +304,48 @@ class TransitionReceiver(LearnerSocketOwner):
             except wire.WireError as exc:
                 self.rejections.from_error(exc)
                 continue
-            if msg.kind == "ping":
-                self._counts["pings"] += 1
-                self._advance(msg.fields["actor"], msg.fields["floors"])
-                pong = pong or wire.encode("pong", {"learner": self.instance_id})
-                self._send(identity, pong)
-            else:
-                self._on_transition(identity, msg)
+            try:
+                if msg.kind == "ping":
+                    self._counts["pings"] += 1
+                    self._advance(identity, msg.fields["actor"], msg.fields["floors"])
+                    pong = pong or wire.encode("pong", {"learner": self.instance_id})
+                    self._send(identity, pong)
+                else:
+                    self._on_transition(identity, msg)
+            except Exception as exc:  # noqa: BLE001 - one message never stops the receiver
+                self.rejections.reject("internal", f"{type(exc).__name__}: {exc}")
 
-    def _advance(self, actor: str, floors: list[list[int]]) -> None:
-        """Forget seqs the actor says are settled (below its floors): de-dup state stays O(1)."""
+    def _advance(self, identity: bytes, actor: str, floors: list[list[int]]) -> None:
+        """Forget seqs the actor says are settled (below its floors): de-dup state stays O(1).
+
+        Only the connection that owns a stream may move its floor. When the ping lists all
+        of the actor's streams (fewer than the sender's 1024 cap), a stream of this
+        connection that is no longer listed and has nothing queued or uncommitted is
+        forgotten altogether: the actor will never send it again."""
+        spoofed = 0
         with self._lock:
+            listed = set()
             for stream, floor in floors:
-                st = self._streams.get((actor, stream))
-                if st is not None:
-                    for seqset in (st.seen, st.delivered, st.committed):
-                        seqset.advance(floor)
+                key = (actor, stream)
+                listed.add(key)
+                st = self._streams.get(key)
+                if st is None:
+                    continue
+                if self._routes.get(key, identity) != identity:
+                    spoofed += 1
+                    continue
+                for seqset in (st.seen, st.delivered, st.committed):
+                    seqset.advance(floor)
+            if len(floors) < 1024:
+                for key in [k for k, owner in self._routes.items()
+                            if owner == identity and k[0] == actor and k not in listed]:
+                    st = self._streams.get(key)
+                    if st is not None and len(st.seen) == len(st.committed):
+                        del self._streams[key]
+                        del self._routes[key]
+        if spoofed:
+            self.rejections.reject("not_owner", f"ping from a connection that does not own {spoofed} of "
+                                                f"{actor!r:.40}'s streams")
 
     def _flush_acks(self) -> None:
         with self._lock:
@@ -320,9 +375,8 @@ class TransitionReceiver(LearnerSocketOwner):
                 self._waker.drain()
                 self._receive()
                 self._flush_acks()
-            except Exception:  # never let one bad message take the learner's receiver down
-                log.exception("transition receiver: unexpected error; continuing")
-                time.sleep(0.01)
+            except Exception as exc:  # noqa: BLE001 - never let anything take the receiver down
+                self.rejections.reject("internal", f"{type(exc).__name__}: {exc}")
 
 
 def copy_arrays(tree: Any) -> Any:

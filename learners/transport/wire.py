@@ -148,6 +148,12 @@ class NonFinite(WireError):
     reason = "non_finite"
 
 
+class TooLargeValue(WireError):
+    """A float array holds a value beyond the configured magnitude bound (e.g. 3e38 weights)."""
+
+    reason = "out_of_bounds"
+
+
 @dataclass
 class Message:
     """A decoded, validated message.
@@ -314,8 +320,11 @@ def _parse_arrays(view: memoryview, specs: Any, start: int, payload: int) -> dic
         end = offset + nbytes
         if end > payload:
             raise SchemaError(f"array {name!r} ends at {end}, beyond payload_bytes {payload}")
-        arr = np.frombuffer(view, dtype=np_dtype, count=count, offset=start + offset)
-        arrays[name] = arr.reshape(shape)
+        try:  # numpy refuses some declared shapes itself (e.g. [0, 2**63]: too many elements)
+            arr = np.frombuffer(view, dtype=np_dtype, count=count, offset=start + offset)
+            arrays[name] = arr.reshape(shape)
+        except (ValueError, TypeError, OverflowError, MemoryError) as exc:
+            raise SchemaError(f"array {name!r}: shape {shape!r:.80} refused by numpy ({exc})") from None
     if end != payload:
         raise SchemaError(f"arrays end at {end}, payload_bytes says {payload}")
     return arrays
@@ -384,22 +393,36 @@ def array_spec(arrays: Mapping[str, Any]) -> Spec:
     return spec
 
 
-def check_arrays(arrays: Mapping[str, np.ndarray], expected: Spec | None = None, finite: bool = True) -> None:
+def check_arrays(arrays: Mapping[str, np.ndarray], expected: Spec | None = None, finite: bool = True,
+                 optional: Spec | None = None, max_abs: float | None = None) -> None:
     """Check flat decoded arrays against an expected spec and for NaN/inf.
+
+    Args:
+        arrays: flat name -> array (as decoded).
+        expected: names that must all be present, with their dtype and shape.
+        finite: refuse NaN/inf in float arrays.
+        optional: names that may be present (checked like ``expected`` when they are).
+        max_abs: refuse float arrays with any ``|x| > max_abs`` (None: no bound).
 
     Raises:
         SpecMismatch: missing/extra names, or another dtype or shape.
         NonFinite: a float array with NaN or inf (when ``finite``).
+        TooLargeValue: a float value beyond ``max_abs``.
     """
     if expected is not None:
-        if set(arrays) != set(expected):
-            missing, extra = sorted(set(expected) - set(arrays)), sorted(set(arrays) - set(expected))
-            raise SpecMismatch(f"arrays differ from the expected spec: missing {missing}, unexpected {extra}")
+        allowed = {**(optional or {}), **expected}
+        missing, extra = sorted(set(expected) - set(arrays)), sorted(set(arrays) - set(allowed))
+        if missing or extra:
+            raise SpecMismatch(f"arrays differ from the expected spec: missing {missing[:8]}, unexpected {extra[:8]}")
         for name, arr in arrays.items():
-            dtype, shape = expected[name]
+            dtype, shape = allowed[name]
             if arr.dtype.str != dtype or tuple(arr.shape) != tuple(shape):
                 raise SpecMismatch(f"array {name!r} is {arr.dtype.str}{list(arr.shape)}, expected {dtype}{list(shape)}")
-    if finite:
+    if finite or max_abs is not None:
         for name, arr in arrays.items():
-            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            if arr.dtype.kind != "f" or arr.size == 0:
+                continue
+            if finite and not np.isfinite(arr).all():
                 raise NonFinite(f"array {name!r} holds NaN or inf")
+            if max_abs is not None and float(np.max(np.abs(arr))) > max_abs:
+                raise TooLargeValue(f"array {name!r} holds |x| = {float(np.max(np.abs(arr))):.3g} > {max_abs:g}")

@@ -1,0 +1,41 @@
+"""The layout of one streamed transition, as the learner expects it on the wire.
+
+The actor sends :func:`learners.actor_loop.make_transition` (plus ``next_base_action`` on
+a truncated step); the learner builds its receiver with :func:`transition_spec` from its
+observation spec and action size, so a transition with another layout (an actor with a
+different observation config, a wrong dtype, NaN) is refused at the socket, counted and
+answered, and never reaches the replay buffer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from learners.transport.wire import Spec, array_spec
+
+
+def transition_spec(obs_spec: Mapping[str, tuple[tuple[int, ...], str]],
+                    action_dim: int) -> tuple[Spec, Spec]:
+    """Required and optional flat array specs of a transition.
+
+    Args:
+        obs_spec: observation key -> ``(shape, dtype)``, e.g. ``{"state": ((18,), "float32"),
+            "front": ((128, 128, 3), "uint8")}`` (the learner's ``ObsSpec``).
+        action_dim: size A of the action vectors.
+
+    Returns:
+        ``(required, optional)``, each ``{flat name: (dtype str, shape)}``: ``obs/<k>``,
+        ``next_obs/<k>``, ``action``/``base_action``/``residual_action`` ``(A,) float32``,
+        ``reward`` ``() float32``, ``terminated``/``truncated`` ``() bool``; optional
+        ``intervened``/``success``/``episode_start`` ``() bool`` and ``next_base_action``
+        ``(A,) float32``.
+    """
+    obs = {k: (np.dtype(dt), tuple(int(s) for s in shape)) for k, (shape, dt) in obs_spec.items()}
+    act = (np.float32, (int(action_dim),))
+    flag = (np.bool_, ())
+    required = {"obs": obs, "next_obs": obs, "action": act, "base_action": act, "residual_action": act,
+                "reward": (np.float32, ()), "terminated": flag, "truncated": flag}
+    optional = {"intervened": flag, "success": flag, "episode_start": flag, "next_base_action": act}
+    return array_spec(required), array_spec(optional)
