@@ -129,14 +129,21 @@ class ActorLoop:
         """Swap in the newest published weights, if any; True if the version changed."""
         if self.weights is None:
             return False
+        if getattr(self.weights, "expected", True) is None and hasattr(self.weights, "expect"):
+            # refuse other names/dtypes/shapes at the socket, before any swap
+            self.weights.expect(self.agent.trainable_state())
         latest = self.weights.poll_latest()
         if latest is None:
             return False
-        version, state = latest  # the subscriber already drops stale versions of one learner run
+        version, state = latest  # validated: spec, finite, magnitude, version order per learner
         try:
             self.agent.load_trainable(state)
-        except (KeyError, ValueError) as exc:  # wrong model or NaN weights: keep acting with the old ones
-            log.error("rejected weights version %d: %s", version, exc)
+        except (KeyError, ValueError, TypeError) as exc:  # wrong model or bad weights: keep the old ones
+            rejections = getattr(self.weights, "rejections", None)
+            if rejections is not None:
+                rejections.reject("load_failed", f"version {version}: {exc}")
+            else:
+                log.error("rejected weights version %d: %s", version, exc)
             return False
         self.policy_version = int(version)
         self.weight_updates += 1

@@ -1,7 +1,7 @@
 """The actor's outbox: unacknowledged transitions, bounded in RAM, spilling to disk.
 
 Each entry is an encoded wire frame keyed by ``(stream, seq)``. Up to
-``memory_messages`` entries stay in RAM; the rest are written to the spill directory,
+``memory_messages`` entries and ``memory_bytes`` bytes stay in RAM; the rest are written to the spill directory,
 one file per frame (``<stream:016x>-<seq:012d>.msg``, the raw frame, written to a temp
 file, fsynced and renamed: atomic, no pickle). :meth:`Outbox.close` writes the RAM part
 too, so a restarted actor reloads every unacknowledged transition and re-sends it. Files
@@ -46,17 +46,21 @@ class Outbox:
         memory_messages: frames kept in RAM before spilling (0: every frame goes to disk).
         max_disk_bytes: spill limit; :meth:`put` raises :class:`OutboxFull` beyond it.
         max_message_bytes: frames on disk larger than this are treated as corrupt.
+        memory_bytes: RAM bound in bytes (with ``memory_messages``, whichever comes first).
     """
 
     def __init__(self, directory: str | Path | None, memory_messages: int, max_disk_bytes: int,
-                 max_message_bytes: int = wire.DEFAULT_MAX_MESSAGE_BYTES) -> None:
+                 max_message_bytes: int = wire.DEFAULT_MAX_MESSAGE_BYTES,
+                 memory_bytes: int = 512 * 1024**2) -> None:
         self.directory = Path(directory) if directory else None
         self.memory_messages = memory_messages
         self.max_disk_bytes = max_disk_bytes
         self.max_message_bytes = max_message_bytes
         self._entries: OrderedDict[Key, bytes | None] = OrderedDict()  # None = on disk
         self._disk_sizes: dict[Key, int] = {}
+        self.memory_bytes = memory_bytes
         self.memory_count = 0
+        self.memory_used = 0  # bytes of the frames held in RAM
         self.disk_bytes = 0
         self.reloaded = 0
         if self.directory is not None:
@@ -107,7 +111,8 @@ class Outbox:
 
     def _spill(self, key: Key, data: bytes) -> None:
         if self.directory is None:
-            raise OutboxFull(f"outbox holds {self.memory_count} transitions in RAM and has no spill directory")
+            raise OutboxFull(f"outbox holds {self.memory_count} transitions ({self.memory_used} bytes) in RAM "
+                             "and has no spill directory")
         if self.disk_bytes + len(data) > self.max_disk_bytes:
             raise OutboxFull(f"outbox spill directory {self.directory} reached its {self.max_disk_bytes}-byte limit")
         _atomic_write(self._path(key), data)
@@ -123,9 +128,10 @@ class Outbox:
         """
         if key in self._entries:
             raise KeyError(f"duplicate outbox key {key}")
-        if self.memory_count < self.memory_messages:
+        if self.memory_count < self.memory_messages and self.memory_used + len(data) <= self.memory_bytes:
             self._entries[key] = data
             self.memory_count += 1
+            self.memory_used += len(data)
         else:
             self._spill(key, data)
 
@@ -144,6 +150,7 @@ class Outbox:
             self._path(key).unlink(missing_ok=True)
         else:
             self.memory_count -= 1
+            self.memory_used -= len(data)
         return True
 
     def stream_keys(self, stream: int) -> list[Key]:
@@ -162,5 +169,6 @@ class Outbox:
                 self._disk_sizes[key] = len(data)
                 self.disk_bytes += len(data)
                 self.memory_count -= 1
+                self.memory_used -= len(data)
                 written += 1
         return written

@@ -8,12 +8,21 @@ after ``ack_timeout_s``, after the learner comes back (``liveness_timeout_s`` of
 silence, then a reply) and after a learner restart (a new learner instance id), and pings
 the learner every ``heartbeat_interval_s`` so :attr:`learner_alive` is always current.
 Acks come in two strengths: ``final=False`` ("held": the learner has it queued; stop the
-timeout re-sends but keep it) and ``final=True`` (delivered/committed: forget it).
+timeout re-sends but keep it) and ``final=True`` (delivered/committed: forget it). A
+final ack with ``rejected`` means the learner refused the transition (another layout,
+NaN): it is dropped, counted and its reason logged loudly the first time.
+
+The socket carries an unguessable routing id of this actor (kept in ``outbox_dir``), so
+only this actor owns its streams at the learner. When nothing valid arrives from the
+learner for ``reconnect_after_s`` (libzmq never reconnects after a protocol error such as
+an oversized frame), the socket is closed and opened again, with a logged warning and
+backoff.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict, deque
@@ -70,7 +79,10 @@ class TransitionSender:
         self._outbox: Outbox | None = None
         self._last_rx: float | None = None
         self._learner_id: int | None = None
-        self._counts = {"sent": 0, "resent": 0, "acked": 0, "pings": 0, "reconnects": 0, "unreadable": 0}
+        self._counts = {"sent": 0, "resent": 0, "acked": 0, "pings": 0, "reconnects": 0, "unreadable": 0,
+                        "refused": 0, "socket_resets": 0, "dropped_at_close": 0}
+        self._refused_reasons: set[str] = set()
+        self._incoming_bytes = 0
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> TransitionSender:
@@ -78,13 +90,52 @@ class TransitionSender:
         if self._thread is not None:
             raise RuntimeError("sender already started")
         self._outbox = Outbox(self.outbox_dir, self.cfg.outbox_memory_messages,
-                              self.cfg.outbox_max_disk_bytes, self.cfg.max_message_bytes)
+                              self.cfg.outbox_max_disk_bytes, self.cfg.max_message_bytes,
+                              memory_bytes=self.cfg.outbox_memory_bytes)
         # Streams are microseconds since the epoch: unique per incarnation, increasing.
         newest = max((k[0] for k in self._outbox.keys()), default=0)
         self.stream = max(time.time_ns() // 1000, newest + 1)
+        self.routing_id = self._routing_id()
         self._ctx = zmq.Context()
+        try:
+            self._sock = self._open_socket()
+        except Exception:
+            self._ctx.term()
+            raise
+        self._waker = Waker()
+        self._unsent: deque[Key] = deque(self._outbox.keys())
+        self._in_flight: OrderedDict[Key, float] = OrderedDict()
+        self._requeued: set[Key] = set()
+        self._held: set[Key] = set()  # received by the learner, awaiting its final ack
+        self._thread = threading.Thread(target=self._run, name=f"hilr-tx-{self.actor_id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _routing_id(self) -> bytes:
+        """16 random bytes naming this actor's connection (first byte non-zero, as libzmq
+        requires), kept in ``outbox_dir/routing_id`` (mode 0600) so that a restarted actor
+        still owns the streams it re-sends from its outbox."""
+        path = Path(self.outbox_dir) / "routing_id" if self.outbox_dir else None
+        if path is not None and path.exists():
+            try:
+                rid = bytes.fromhex(path.read_text().strip())
+                if len(rid) == 16 and rid[0]:
+                    return rid
+            except (OSError, ValueError):
+                pass
+            log.warning("transition sender %s: %s unreadable; using a new routing id", self.actor_id, path)
+        rid = bytes([os.urandom(1)[0] | 0x80]) + os.urandom(15)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(rid.hex())
+        return rid
+
+    def _open_socket(self) -> zmq.Socket:
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.ROUTING_ID, self.routing_id)
         sock.setsockopt(zmq.IMMEDIATE, 1)  # never queue for a learner that is not connected
         sock.setsockopt(zmq.SNDHWM, 2 * self.cfg.max_in_flight + 16)
         sock.setsockopt(zmq.MAXMSGSIZE, 1024 * 1024)  # acks and pongs are tiny
@@ -95,20 +146,26 @@ class TransitionSender:
             sock.connect(self.cfg.connect_endpoint(self.port))
         except Exception:
             sock.close(0)
-            self._ctx.term()
             raise
-        self._sock = sock
-        self._waker = Waker()
-        self._unsent: deque[Key] = deque(self._outbox.keys())
-        self._in_flight: OrderedDict[Key, float] = OrderedDict()
-        self._requeued: set[Key] = set()
-        self._held: set[Key] = set()  # received by the learner, awaiting its final ack
-        self._thread = threading.Thread(target=self._run, name=f"hilr-tx-{self.actor_id}", daemon=True)
-        self._thread.start()
-        return self
+        return sock
+
+    def _reset_socket(self, poller: zmq.Poller, silent_s: float) -> None:
+        """Close and reopen the socket (libzmq gives up on a connection after a protocol
+        error, e.g. an oversized frame, and never reconnects by itself)."""
+        self._counts["socket_resets"] += 1
+        log.warning("transition sender %s: nothing valid from the learner for %.1f s; reconnecting "
+                    "(#%d)", self.actor_id, silent_s, self._counts["socket_resets"])
+        poller.unregister(self._sock)
+        self._sock.close(0)
+        self._sock = self._open_socket()
+        poller.register(self._sock, zmq.POLLIN)
+        self._requeue_in_flight("socket reopened")
 
     def close(self, flush_timeout_s: float = 0.0) -> None:
         """Optionally wait for acks, stop the I/O thread and persist the outbox to disk.
+
+        Without an ``outbox_dir``, transitions still unacknowledged are lost: their number
+        is logged as an error and kept in ``stats()["dropped_at_close"]``.
 
         Args:
             flush_timeout_s: wait up to this long for every transition to be acknowledged.
@@ -123,9 +180,14 @@ class TransitionSender:
         self._thread = None
         self._drain_incoming()
         written = self._outbox.close()
-        if len(self._outbox):
+        left = len(self._outbox) + len(self._incoming)
+        if left and self.outbox_dir:
             log.info("transition sender %s: %d unacknowledged transitions kept (%d written now) in %s",
-                     self.actor_id, len(self._outbox), written, self.outbox_dir or "RAM (lost: no outbox_dir)")
+                     self.actor_id, left, written, self.outbox_dir)
+        elif left:
+            self._counts["dropped_at_close"] = left
+            log.error("transition sender %s: closing drops %d transitions accepted by send() but not "
+                      "acknowledged by the learner (no outbox_dir; flush() first or set one)", self.actor_id, left)
         self._sock.close(0)
         self._waker.close()
         self._ctx.term()
@@ -156,6 +218,9 @@ class TransitionSender:
             raise RuntimeError(f"transition sender {self.actor_id}: {self._io_error}")
         if self._full_error is not None:
             raise OutboxFull(self._full_error)
+        if self._incoming_bytes > self.cfg.outbox_memory_bytes:  # the I/O thread cannot keep up
+            raise OutboxFull(f"{self._incoming_bytes} bytes of transitions wait for the outbox "
+                             f"(> outbox_memory_bytes {self.cfg.outbox_memory_bytes})")
         if self.expected is not None:
             flat = {k: np.asarray(v) for k, v in wire.flatten(transition).items()}
             wire.check_arrays({k: v.astype(v.dtype.newbyteorder("<")) if v.dtype.byteorder == ">" else v
@@ -169,6 +234,7 @@ class TransitionSender:
                 raise ValueError(f"transition of {len(data)} bytes > max_message_bytes {self.cfg.max_message_bytes}")
             self._seq += 1
             self._incoming.append(((self.stream, seq), data))
+            self._incoming_bytes += len(data)
         self._waker.wake()
         return seq
 
@@ -215,7 +281,9 @@ class TransitionSender:
                     log.error("transition sender %s: %s", self.actor_id, exc)
                 self._full_error = str(exc)
                 return
-            self._incoming.popleft()
+            with self._lock:
+                self._incoming.popleft()
+                self._incoming_bytes -= len(data)
             self._unsent.append(key)
         self._full_error = None
 
@@ -278,6 +346,10 @@ class TransitionSender:
         self._learner_id = learner
         if msg.kind == "ack":
             stream = msg.fields["stream"]
+            refused = msg.fields.get("rejected")
+            if refused is not None:
+                self._on_refused(stream, msg.fields["ranges"], str(refused)[:400])
+                return
             for lo, hi in msg.fields["ranges"]:
                 keys = ((stream, s) for s in range(lo, hi + 1)) if hi - lo < 4096 else \
                     (k for k in self._outbox.stream_keys(stream) if lo <= k[1] <= hi)
@@ -290,6 +362,23 @@ class TransitionSender:
                             self._counts["acked"] += 1
                     elif key in self._outbox:
                         self._held.add(key)  # the learner has it; keep it until the final ack
+
+    def _on_refused(self, stream: int, ranges: list[list[int]], why: str) -> None:
+        """The learner refused these transitions (another layout, NaN): drop them."""
+        n = 0
+        for lo, hi in ranges[:16]:
+            for key in [k for k in self._outbox.stream_keys(stream) if lo <= k[1] <= hi]:
+                self._in_flight.pop(key, None)
+                self._held.discard(key)
+                n += int(self._outbox.remove(key))
+        self._counts["refused"] += n
+        reason = why.split(":", 1)[0]
+        if reason not in self._refused_reasons:  # once per reason, loudly; counted always
+            self._refused_reasons.add(reason)
+            log.error("transition sender %s: the LEARNER REFUSED a transition (%s); this actor's transitions "
+                      "do not match what the learner expects, check that both use the same observation "
+                      "and action config. Refused transitions are dropped and counted (stats()['refused']).",
+                      self.actor_id, why)
 
     def _receive(self) -> None:
         for _ in range(10_000):
@@ -347,9 +436,17 @@ class TransitionSender:
         poller.register(self._waker.fileno(), zmq.POLLIN)
         next_ping = 0.0
         failures = 0
+        base_wait = self.cfg.reconnect_after_s
+        reset_wait, last_reset = base_wait, time.monotonic()
         while not self._stop.is_set():
             try:
                 now = time.monotonic()
+                heard = max(self._last_rx or 0.0, last_reset)
+                if now - heard >= reset_wait:
+                    self._reset_socket(poller, now - (self._last_rx or last_reset))
+                    last_reset, reset_wait = now, min(2 * reset_wait, max(30.0, base_wait))
+                elif self._last_rx is not None and self._last_rx > last_reset:
+                    reset_wait = base_wait  # the learner answers again: back to the short wait
                 if now >= next_ping:
                     ping = wire.encode("ping", {"actor": self.actor_id, "floors": self._floors()})
                     if self._send_frame(ping):
