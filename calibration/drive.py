@@ -1,7 +1,9 @@
 """Drive any ``robot_env.hardware.Arm`` through a pose list and collect hand-eye samples.
 
-At each pose: command it, wait (absolute deadline) until the measured pose is within
-tolerance and still, let it settle, then grab a fresh camera frame and detect the board.
+At each pose: move to it at bounded speed (the commanded target slides from the measured
+pose to the goal at ``max_speed``/``max_rot_speed_deg``, so no controller ever sees a
+half-metre or 60-degree step target), wait (absolute deadline) until the measured pose is
+within tolerance, let it settle, then grab a fresh camera frame and detect the board.
 The *measured* end-effector pose after settling is what goes into the calibration, not
 the commanded one. Every pose is checked against the workspace bounds before anything
 moves, so an out-of-bounds target never reaches the arm.
@@ -40,6 +42,8 @@ class DriveConfig:
         frame_timeout_s: wait at most this long for a frame captured after settling, seconds.
         skip_unreachable: a pose not reached in time is skipped (arm stopped, pose counted as
             missed) instead of ending the session.
+        max_speed: speed of the commanded target between poses, m/s (None = jump to the goal).
+        max_rot_speed_deg: its rotation speed, degrees/s (None = jump).
     """
 
     pos_tol: float = 0.003
@@ -51,6 +55,14 @@ class DriveConfig:
     bounds_max: Sequence[float] | None = None
     frame_timeout_s: float = 2.0
     skip_unreachable: bool = True
+    max_speed: float | None = 0.1
+    max_rot_speed_deg: float | None = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_speed", "max_rot_speed_deg"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"drive.{name} must be positive or null, got {value}")
 
 
 @dataclasses.dataclass
@@ -83,22 +95,51 @@ def check_targets_in_bounds(poses: Sequence[tuple[np.ndarray, np.ndarray]], cfg:
             )
 
 
+def _glide_duration(start, pos: np.ndarray, quat: np.ndarray, cfg: DriveConfig) -> float:
+    """Seconds the commanded target takes from ``start`` (an ArmState or None) to the goal."""
+    if start is None:
+        return 0.0
+    times = [0.0]
+    if cfg.max_speed is not None:
+        times.append(float(np.linalg.norm(pos - start.ee_pos)) / cfg.max_speed)
+    if cfg.max_rot_speed_deg is not None:
+        times.append(pose_angle_deg(start.ee_quat, quat) / cfg.max_rot_speed_deg)
+    return max(times)
+
+
 def move_and_wait(arm: Arm, pos: np.ndarray, quat: np.ndarray, cfg: DriveConfig,
                   clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
-    """Command a pose and block until it is reached; returns the settled ``ArmState``.
+    """Move to a pose at bounded speed and block until it is reached; returns the settled ``ArmState``.
+
+    The target slides from the measured start pose to the goal (linear in position, slerp
+    in orientation) over the time ``max_speed``/``max_rot_speed_deg`` allow; then the arm
+    has ``reach_timeout_s`` to arrive within tolerance.
 
     Raises:
         CalibrationError: not reached before ``reach_timeout_s`` (the arm is stopped).
     """
-    arm.command_pose(np.asarray(pos, float), np.asarray(quat, float))
-    deadline = clock() + cfg.reach_timeout_s
-    state = None
+    from robot_env.geometry import slerp
+
+    try:
+        start = arm.read_state()
+    except StaleDataError:
+        start = None
+    glide_s = _glide_duration(start, pos, quat, cfg)
+    t0 = clock()
+    deadline = t0 + glide_s + cfg.reach_timeout_s
+    state, a = None, 0.0
     while clock() < deadline:
+        if a < 1.0:
+            a = 1.0 if glide_s <= 0 else min(1.0, (clock() - t0) / glide_s)
+            if a < 1.0:
+                arm.command_pose(start.ee_pos + a * (pos - start.ee_pos), slerp(start.ee_quat, quat, a))
+            else:
+                arm.command_pose(np.asarray(pos, float), np.asarray(quat, float))
         try:
             state = arm.read_state()
         except StaleDataError:
             state = None
-        if state is not None:
+        if state is not None and a >= 1.0:
             dp = float(np.linalg.norm(state.ee_pos - pos))
             dr = pose_angle_deg(state.ee_quat, quat)
             if dp < cfg.pos_tol and dr < cfg.rot_tol_deg:
@@ -108,7 +149,8 @@ def move_and_wait(arm: Arm, pos: np.ndarray, quat: np.ndarray, cfg: DriveConfig,
         arm.stop()
         where = "no fresh state" if state is None else f"at {np.round(state.ee_pos, 4).tolist()}"
         raise CalibrationError(
-            f"arm did not reach {np.round(pos, 4).tolist()} within {cfg.reach_timeout_s} s ({where}); stopped"
+            f"arm did not reach {np.round(pos, 4).tolist()} within {glide_s + cfg.reach_timeout_s:.1f} s "
+            f"({where}); stopped"
         )
     sleep(cfg.settle_s)
     return arm.read_state()

@@ -184,7 +184,7 @@ def test_board_out_of_view_is_reported_as_missed(eye_in_hand_session):
     session = eye_in_hand_session
     arm, camera = session["arm"], session["camera"]
     far = [(np.array([2.5, 2.0, 0.4]), np.array([1.0, 0, 0, 0]))]  # camera looks at empty floor
-    cfg = DriveConfig(settle_s=0.0, poll_s=0.001)
+    cfg = DriveConfig(settle_s=0.0, poll_s=0.001, max_speed=None, max_rot_speed_deg=None)
     with arm, camera:
         samples, missed = collect_hand_eye_samples(arm, camera, session["board"], far + session["poses"][:2], cfg,
                                                    progress=False)
@@ -195,7 +195,8 @@ def test_unreachable_pose_times_out_and_stops():
     arm = ARMS.make({"type": "calib_kinematic", "move_time_s": 100.0})
     board_cam = None
     target = [(np.array([0.3, 0.2, 0.3]), np.array([1.0, 0, 0, 0]))]
-    cfg = DriveConfig(reach_timeout_s=0.05, poll_s=0.005, settle_s=0.0, skip_unreachable=False)
+    cfg = DriveConfig(reach_timeout_s=0.05, poll_s=0.005, settle_s=0.0, skip_unreachable=False,
+                      max_speed=None, max_rot_speed_deg=None)
     with arm, pytest.raises(CalibrationError, match="did not reach"):
         collect_hand_eye_samples(arm, board_cam, None, target, cfg, progress=False)
     cfg.skip_unreachable = True  # default: the pose is skipped and reported as missed
