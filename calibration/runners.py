@@ -282,7 +282,10 @@ def run_workspace(cfg: dict) -> dict:
     try:
         _connect(arm, cfg)
         clock, sleep = motion_clock(arm)  # after connect: a sim arm builds its world there
-        if w["input"] == "tour":
+        source = w["input"]
+        if source == "auto":  # nobody can hand-guide the in-process sim arm: its dry run tours the corners
+            source = "tour" if getattr(arm, "world", None) is not None else "hand"
+        if source == "tour":
             # Dry run / verification: visit the given corners; the samples on the way teach the box.
             corners = [np.asarray(p, float) for p in w["tour"]]
             quat = arm.read_state().ee_quat
@@ -298,15 +301,15 @@ def run_workspace(cfg: dict) -> dict:
                     from calibration.drive import move_and_wait
 
                     move_and_wait(arm, target, quat, drive, clock, sleep)
-        elif w["input"] == "teleop":
+        elif source == "teleop":
             from teleop.base import make_teleoperator
 
             teleop = make_teleoperator(cfg["teleop"])
             teleop.connect()
             step = _teleop_step(arm, teleop, w["max_speed"], 1.0 / w["rate_hz"])
-        elif w["input"] != "hand":
-            raise CalibrationError(f"workspace.input must be hand | teleop | tour, got {w['input']!r}")
-        print(f"Move the arm to every corner of the safe volume ({w['input']}); press Enter when done "
+        elif source != "hand":
+            raise CalibrationError(f"workspace.input must be auto | hand | teleop | tour, got {source!r}")
+        print(f"Move the arm to every corner of the safe volume ({source}); press Enter when done "
               f"(or wait {w['max_duration_s']:.0f} s).")
         bounds = teach_workspace(arm, done, step, rate_hz=w["rate_hz"], max_duration_s=w["max_duration_s"],
                                  margin=w["margin"], min_extent=w["min_extent"], clock=clock, sleep=sleep)

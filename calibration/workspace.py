@@ -62,22 +62,32 @@ def bounds_from_positions(positions: np.ndarray, margin: float = 0.01, min_exten
     """Bounding box of (N, 3) positions (metres, base frame) grown by ``margin``.
 
     Raises:
-        CalibrationError: no finite samples, or an axis spanned less than ``min_extent``
-            after the margin (the operator skipped an axis).
+        CalibrationError: no finite samples, the visited positions span less than
+            ``min_extent`` along an axis (the operator skipped an axis, or the arm never
+            moved), or a negative margin shrinks the box below it.
     """
     positions = np.asarray(positions, float).reshape(-1, 3)
     positions = positions[np.all(np.isfinite(positions), axis=1)]
     if len(positions) == 0:
         raise CalibrationError("no arm positions recorded; was the arm connected and moving?")
     lo, hi = positions.min(0), positions.max(0)
+    # The visited positions themselves must span every axis: checked before the margin, since
+    # a margin of 1 cm would turn an arm that never moved into a 2 cm box that passes.
+    taught = hi - lo
+    if np.any(taught < min_extent):
+        axes = [a for a, e in zip("xyz", taught) if e < min_extent]
+        raise CalibrationError(
+            f"the arm moved too little along {axes}: visited extent {np.round(taught, 4).tolist()} m "
+            f"(need >= {min_extent} m on every axis). Move the arm to the corners of the whole safe "
+            "volume, including up and down."
+        )
     bmin, bmax = lo - margin, hi + margin
     extent = bmax - bmin
-    if np.any(extent < min_extent):
+    if np.any(extent < min_extent):  # a negative margin shrank the box away
         axes = [a for a, e in zip("xyz", extent) if e < min_extent]
         raise CalibrationError(
-            f"taught workspace is too thin along {axes}: extent {np.round(extent, 4).tolist()} m "
-            f"(need >= {min_extent} m). Move the arm to the corners of the whole safe volume, "
-            "including up and down."
+            f"margin {margin} m shrinks the taught box below {min_extent} m along {axes} "
+            f"(extent {np.round(extent, 4).tolist()} m); use a smaller negative margin."
         )
     return WorkspaceBounds(bmin, bmax, float(margin), len(positions), lo, hi)
 

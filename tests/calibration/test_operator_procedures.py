@@ -58,8 +58,14 @@ def test_workspace_rejects_flat_box_and_stale_arm():
     flat = [np.array([0.3 + 0.01 * k, 0.1 * (k % 2), 0.2]) for k in range(20)]  # z never changes
     arm = ARMS.make({"type": "calib_kinematic"}, script=flat)
     clock = FakeClock()
-    with arm, pytest.raises(CalibrationError, match="too thin along \\['z'\\]"):
+    with arm, pytest.raises(CalibrationError, match="moved too little along \\['z'\\]"):
         teach_workspace(arm, done=lambda: not arm.script, margin=0.0, clock=clock, sleep=clock.sleep)
+    # the default 1 cm margin must not turn an arm that never moved into a 2 cm box that passes
+    still = [np.array([0.45, 0.0, 0.25])] * 20
+    arm = ARMS.make({"type": "calib_kinematic"}, script=still)
+    with arm, pytest.raises(CalibrationError, match="moved too little along \\['x', 'y', 'z'\\]"):
+        teach_workspace(arm, done=lambda: not arm.script, margin=0.01, min_extent=0.02, clock=clock,
+                        sleep=clock.sleep)
     arm = ARMS.make({"type": "calib_kinematic", "stale_after": 3})
     with arm, pytest.raises(CalibrationError, match="stale"):
         teach_workspace(arm, done=lambda: False, max_stale=5, clock=clock, sleep=clock.sleep)
