@@ -29,7 +29,7 @@ from calibration.procedures import (
 )
 from calibration.spacemouse import calibrate_spacemouse
 from calibration.workspace import teach_workspace
-from robot_env.hardware import ARMS, CAMERAS, Arm, Camera
+from robot_env.hardware import ARMS, CAMERAS, Arm, Camera, DeviceError
 
 log = logging.getLogger(__name__)
 
@@ -346,7 +346,17 @@ def run_spacemouse(cfg: dict) -> dict:
                     "deadzone": [0.0] * 6, "scale": [1] * 6, "frame": "base", "bias": [0.0] * 6}
     if "calibration_file" in spec:
         spec["calibration_file"] = None
+    if s.get("replay"):  # dry run: an operator's guided session as raw HID reports, parsed by pyspacemouse
+        from calibration.spacemouse import guided_session_reports
+
+        reports = guided_session_reports(s["rest_s"], s["rate_hz"], cfg.get("seed", 0))
+        spec.update(model="SpaceMouseWireless", path=None, reconnect=False, max_motion_age_s=None,
+                    source={"type": "replay", "reports": [r.hex() for r in reports], "interval_s": 1.0 / s["rate_hz"]})
     device = make_teleoperator(spec)
+    try:
+        device.connect()
+    except DeviceError as exc:
+        raise CalibrationError(f"{exc} (dry run without a device: spacemouse.replay=true)") from exc
     with device:
         cal = calibrate_spacemouse(device, rest_s=s["rest_s"], threshold=s["threshold"],
                                    timeout_s=s["timeout_s"], rate_hz=s["rate_hz"])

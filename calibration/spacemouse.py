@@ -80,6 +80,42 @@ class SpaceMouseCalibration:
                 "bias": list(self.bias)}
 
 
+def guided_session_reports(rest_s: float = 3.0, rate_hz: float = 100.0, seed: int = 0) -> list[bytes]:
+    """Raw HID reports of a SpaceMouse Wireless operator following ``calibrate_spacemouse``.
+
+    For dry runs without a device (``hilr calibrate spacemouse spacemouse.replay=true``):
+    the reports go through pyspacemouse's own parser, as a real device's do. The operator
+    rests ``rest_s + 1`` s (noise of a few counts), then pushes forward, left and up, each
+    at 80 % for 0.6 s followed by 0.6 s at rest. Report 1 of the Wireless model: six
+    little-endian int16 counts, +-350 full scale, HID axes x right, y towards you, z down.
+
+    Args:
+        rest_s: the procedure's resting-noise time, seconds (the replay rests 1 s longer).
+        rate_hz: reports per second (replay them ``1 / rate_hz`` apart).
+        seed: noise seed.
+
+    Returns:
+        One ``bytes`` report per ``1 / rate_hz`` seconds.
+    """
+    import struct
+
+    rng = np.random.default_rng(seed)
+
+    def report(counts) -> bytes:
+        noisy = np.asarray(counts, float) + rng.integers(-3, 4, 6)
+        return b"\x01" + struct.pack("<6h", *np.clip(noisy, -350, 350).astype(int).tolist())
+
+    rest = [0] * 6
+    reports = [report(rest) for _ in range(int((rest_s + 1.0) * rate_hz))]
+    # forward = HID -y (towards the robot), left = HID -x, up = HID -z
+    for axis in (1, 0, 2):
+        push = [0] * 6
+        push[axis] = -280
+        reports += [report(push) for _ in range(int(0.6 * rate_hz))]
+        reports += [report(rest) for _ in range(int(0.6 * rate_hz))]
+    return reports
+
+
 def _sample(device, duration_s, rate_hz, clock, sleep) -> np.ndarray:
     values, t0, i = [], clock(), 0
     while clock() - t0 < duration_s:

@@ -31,3 +31,25 @@ def test_workspace_dry_run_tours_the_corners(tmp_path):
     summary = RUNNERS["workspace"](_defaults(tmp_path, "what=workspace"))
     extent = [hi - lo for lo, hi in zip(summary["workspace_low"], summary["workspace_high"])]
     assert min(extent) > 0.25, summary
+
+
+def test_spacemouse_dry_run_replays_a_guided_session_through_pyspacemouse(tmp_path):
+    """`hilr calibrate spacemouse spacemouse.replay=true`: HID reports of a Wireless operator
+    pushing forward (HID -y), left (HID -x), up (HID -z) give the base-frame axis map."""
+    from calibration.files import load_calibration
+
+    summary = RUNNERS["spacemouse"](_defaults(tmp_path, "what=spacemouse", "spacemouse.replay=true",
+                                              "spacemouse.rest_s=1.0"))
+    # hid_z_up parses y and z negated: forward = device +y, left = device -x, up = device +z
+    assert summary["order"] == [1, 0, 2, 4, 3, 5] and summary["sign"] == [1, -1, 1, 1, -1, 1]
+    assert summary["handedness"] == 1 and max(summary["deadzone"]) < 0.05
+    assert load_calibration(summary["file"], kind="spacemouse").data["axes"]["order"] == summary["order"]
+
+
+def test_spacemouse_without_a_device_names_the_dry_run():
+    import pytest
+
+    from calibration.errors import CalibrationError
+
+    with pytest.raises(CalibrationError, match="spacemouse.replay=true"):
+        RUNNERS["spacemouse"](_defaults("/tmp/unused", "what=spacemouse", "spacemouse.rest_s=0.1"))
