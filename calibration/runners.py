@@ -98,6 +98,15 @@ def _connect(arm: Arm, cam_cfg: dict) -> None:
         arm.move_home()
 
 
+def _camera_spec(cfg: dict, name: str) -> dict:
+    """The registry spec of camera ``name`` from the ``camera`` group, or a clear error."""
+    cameras = cfg.get("camera") or {}
+    if name not in cameras:
+        raise CalibrationError(f"camera_name={name!r} is not one of the configured cameras {sorted(cameras)}; "
+                               "pick one with camera_name=<name>, or another camera group with camera=<group>")
+    return cameras[name]
+
+
 def _board(cfg: dict) -> CharucoBoard:
     return CharucoBoard(CharucoBoardConfig(**cfg["board"]))
 
@@ -132,7 +141,7 @@ def run_intrinsics(cfg: dict) -> dict:
     """Intrinsics of ``camera_name``: views from the arm's pose list (``source: arm``) or the operator."""
     name, board, icfg = cfg["camera_name"], _board(cfg), cfg["intrinsics"]
     arm = make_arm(cfg["robot"]) if icfg["source"] == "arm" or _needs_arm(cfg) else None
-    camera = make_camera(name, cfg["camera"][name], arm)
+    camera = make_camera(name, _camera_spec(cfg, name), arm)
     try:
         if arm is not None:
             _connect(arm, cfg)
@@ -164,7 +173,7 @@ def run_intrinsics(cfg: dict) -> dict:
 
 
 def _needs_arm(cfg: dict) -> bool:
-    cls = _camera_class(cfg["camera"][cfg["camera_name"]])
+    cls = _camera_class(_camera_spec(cfg, cfg["camera_name"]))
     params = inspect.signature(cls.__init__).parameters
     return "arm" in params or "world" in params
 
@@ -187,7 +196,7 @@ def run_handeye(cfg: dict) -> dict:
     """Hand-eye of ``camera_name`` (mounting from ``handeye.mounting``), driving the arm automatically."""
     name, board, h = cfg["camera_name"], _board(cfg), cfg["handeye"]
     arm = make_arm(cfg["robot"])
-    camera = make_camera(name, cfg["camera"][name], arm)
+    camera = make_camera(name, _camera_spec(cfg, name), arm)
     intr_path = h.get("intrinsics_file") or calibration_path(_out_dir(cfg), "intrinsics", name)
     try:
         _connect(arm, cfg)
@@ -223,7 +232,7 @@ def run_crops(cfg: dict) -> dict:
         _connect(arm, cfg)
     try:
         for name in names:
-            camera = make_camera(name, cfg["camera"][name], arm)
+            camera = make_camera(name, _camera_spec(cfg, name), arm)
             with camera:
                 image = camera.read().color
                 serials[name] = camera_serial(camera, name)

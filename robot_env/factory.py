@@ -79,6 +79,26 @@ def task_config(task: Mapping[str, Any] | None, safety: Mapping[str, Any] | None
     return config_from_dict(TaskConfig, merged)
 
 
+def _check_camera_fits_robot(name: str, camera_type: str | None, robot_type: str | None) -> None:
+    """Sim cameras render the in-process sim arm's world; any other camera needs a real (or ROS2) robot.
+
+    Raises:
+        UserError: the pair cannot work, with the config groups to pick instead.
+    """
+    from robot_env.app import UserError
+
+    if robot_type == "mujoco" and camera_type != "mujoco":
+        raise UserError(
+            f"camera {name!r} is a {camera_type!r} device camera, but robot=sim is the in-process MuJoCo arm, "
+            f"whose cameras are rendered from its own scene: use camera=sim (or camera=none) with robot=sim, "
+            f"or pair camera={camera_type} with a real robot (robot=ros_franka or robot=ros_moveit_servo)")
+    if robot_type != "mujoco" and camera_type == "mujoco":
+        raise UserError(
+            f"camera {name!r} is an in-process sim camera (type mujoco), but the robot is {robot_type!r}, not "
+            "robot=sim: with robot=ros_sim use camera=ros_sim; with a real robot use camera=realsense, "
+            "camera=ros_realsense or camera=opencv")
+
+
 def make_env(cfg: Mapping[str, Any] | None = None, *, success: SuccessSource | None = None,
              render_mode: str | None = None) -> gym.Env:
     """Build the wrapped env described by ``cfg`` (see the module docstring).
@@ -129,9 +149,8 @@ def make_env(cfg: Mapping[str, Any] | None = None, *, success: SuccessSource | N
 
             crops[name] = validate_crop_fractions(spec["crop"])
         spec.pop("crop", None)
+        _check_camera_fits_robot(name, spec.get("type"), robot.get("type"))
         if spec.get("type") == "mujoco":
-            if world is None:
-                raise ValueError(f"camera {name!r} is a sim camera but the robot is not the sim")
             spec.setdefault("camera", name)
             spec.setdefault("height", task.image_size[0])
             spec.setdefault("width", task.image_size[1])

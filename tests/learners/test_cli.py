@@ -62,9 +62,13 @@ def test_failure_is_one_line_and_nonzero(tmp_path):
                                                "['board', 'crops', 'handeye', 'intrinsics', 'moved', "
                                                "'spacemouse', 'workspace']"]
     assert "Traceback" not in out.stdout + out.stderr
+    out = _hilr("calibrate", "intrinsics", "camera_name=nope", tmp_path=tmp_path)
+    assert out.returncode == 1 and out.stderr.strip().splitlines() == [
+        "hilr calibrate: camera_name='nope' is not one of the configured cameras ['front', 'wrist']; pick one "
+        "with camera_name=<name>, or another camera group with camera=<group>"]
     out = _hilr("calibrate", "intrinsics", "camera_name=nope", "--verbose", tmp_path=tmp_path)
     assert out.returncode == 1 and "Traceback" in out.stderr
-    assert out.stderr.strip().splitlines()[-1].startswith("hilr calibrate: ")
+    assert out.stderr.strip().splitlines()[-1].startswith("hilr calibrate: camera_name='nope'")
 
 
 def test_unplugged_spacemouse_is_one_line(tmp_path):

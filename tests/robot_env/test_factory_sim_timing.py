@@ -30,3 +30,14 @@ def test_explicit_age_limits_still_apply_in_sim():
                               "control": {"mode": "realtime", "max_frame_age_s": 0.3, "max_state_age_s": 0.2}})
     assert (env.unwrapped.control.max_frame_age_s, env.unwrapped.control.max_state_age_s) == (0.3, 0.2)
     env.close()
+
+
+def test_real_camera_with_the_sim_arm_says_what_to_pick():
+    import pytest
+
+    from robot_env.app import UserError
+
+    with pytest.raises(UserError, match="use camera=sim .* with robot=sim, or pair camera=realsense with a real robot"):
+        robot_env.make_env({"camera": {"front": {"type": "realsense"}}})
+    with pytest.raises(UserError, match="with robot=ros_sim use camera=ros_sim"):
+        robot_env.make_env({"robot": {"type": "ros"}, "camera": {"front": {"type": "mujoco"}}})
