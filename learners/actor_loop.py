@@ -179,7 +179,8 @@ class ActorLoop:
         obs, info = self.env.reset(seed=seed)
         self.agent.reset()
         t0 = time.monotonic()
-        ep = {"return": 0.0, "length": 0, "interventions": 0, "intervention_steps": 0, "success": False}
+        ep = {"return": 0.0, "length": 0, "interventions": 0, "intervention_steps": 0, "success": False,
+              "gate_open_steps": 0}
         was_intervened = False
         done = False
         while not done:
@@ -201,6 +202,7 @@ class ActorLoop:
             intervened = bool(info.get("intervened", False))
             ep["interventions"] += int(intervened and not was_intervened)
             ep["intervention_steps"] += int(intervened)
+            ep["gate_open_steps"] += int(bool(getattr(self.agent, "gate_open", None)))
             was_intervened = intervened
             ep["return"] += float(reward)
             ep["length"] += 1

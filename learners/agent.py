@@ -32,6 +32,7 @@ from policies.encoders import EncoderConfig, ObservationEncoder, ObsSpec, obs_to
 from policies.residual import ACTORS, compose_action
 
 MODES = ("bc", "residual", "rlpd")
+CRITIC_METRICS = ("critic_loss", "q_mean", "q_target_mean", "critic_grad_norm")
 
 
 @dataclasses.dataclass
@@ -196,6 +197,7 @@ class Agent:
         self._held_steps = 0
         self.gate_open: bool | None = None  # did the last act() use the residual (gate on)?
         self.gate_stats = {"open": 0, "closed": 0}
+        self._actor_metrics: dict[str, float] = {}
 
     # ---------------------------------------------------------------- actor side
     @property
@@ -298,7 +300,13 @@ class Agent:
                         and self.num_updates % self.cfg.actor_delay == 0)
         metrics = self.update_fn(self, tb, update_actor)
         self.num_actor_updates += int(update_actor)
+        if update_actor:  # keep the actor's diagnostics visible on critic-only updates too
+            self._actor_metrics = {k: v for k, v in metrics.items() if k not in CRITIC_METRICS}
+        metrics = {**self._actor_metrics, **metrics}
         metrics.update(num_updates=self.num_updates, num_actor_updates=self.num_actor_updates)
+        gate = self.gate_stats["open"] + self.gate_stats["closed"]
+        if gate:
+            metrics["gate_open_rate"] = self.gate_stats["open"] / gate
         return metrics
 
     @torch.no_grad()

@@ -19,6 +19,16 @@ Per (variant, seed): expert demos (noisy scripted expert, successful episodes on
 BC base with few gradient steps -> each method; deterministic evaluations every
 ``eval_every`` env steps give success rate against env steps.
 
+Evaluation is paired: every evaluation point of every method, and the base, run the same
+``eval_episodes`` fixed reset seeds, and the per-episode outcomes are kept, so the report gives
+the difference to the base with a 95 % interval over (seed, episode) pairs. In sim the study
+also reports the oracle ceiling and how often the critic prefers the oracle's correction
+(:mod:`learners.bench_learn_diag`).
+
+The study is resumable: each (variant, seed, method) run writes
+``<out_dir>/runs/<variant>/seed<k>/<method>.json`` when it finishes, and a restarted study skips
+the runs whose file exists, so a long study can span several sessions.
+
 ``quick=true`` runs a < 10-minute CPU subset and prints a table against the committed
 reference numbers (``docs/results/learn_quick_reference.json``) so a regression shows.
 The full study writes ``docs/results/learn_full.json`` and plots there.
@@ -30,6 +40,7 @@ import copy
 import dataclasses
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -77,7 +88,10 @@ class StudyConfig:
             ``eval_every``/``eval_episodes`` keyed by variant (``pick_cube/image``) or task (``peg_insert``).
         env_steps: online env steps per learning run.
         eval_every: env steps between deterministic evaluations.
-        eval_episodes: episodes per evaluation (fixed reset seeds).
+        eval_episodes: episodes per evaluation, on the reset seeds ``eval_seed + i`` (the same
+            for the base and every method and point: paired comparisons).
+        eval_seed: first evaluation reset seed.
+        diagnostics: sim only: oracle ceiling and the critic's oracle-vs-base ranking.
         learning_starts: online transitions before the first update.
         agent: overrides applied to every learner config (CPU-sized networks, short warm-ups).
         operator_skill: the simulated operator's skill in [0, 1].
@@ -96,14 +110,19 @@ class StudyConfig:
     bc_hidden: tuple[int, ...] = (128, 128)
     bc_chunk: int = 4
     per_task: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
-    env_steps: int = 3000
-    eval_every: int = 500
-    eval_episodes: int = 10
+    env_steps: int = 50_000
+    eval_every: int = 10_000
+    eval_episodes: int = 100
+    eval_seed: int = 50_000
     learning_starts: int = 200
+    # CPU sizes (2 cores): 2 x 128 critics, 5 heads, batch 128 ran ~300 updates/s, so 50k env steps
+    # x 3 seeds x 3 learning methods x 2 tasks fit a few hours in the background; the recipe
+    # itself (warm-ups, lr, exploration, BC weight, gate) is the shipped learner yaml's.
     agent: dict[str, Any] = dataclasses.field(default_factory=lambda: {
         "actor_hidden": [128, 128], "critic_hidden": [128, 128], "num_critics": 5,
-        "batch_size": 128, "warmup_steps": 200, "critic_warmup_updates": 200, "device": "cpu",
+        "batch_size": 128, "device": "cpu",
         "encoder": {"channels": 16, "latent_dim": 32, "image_size": 64}})
+    diagnostics: bool = True
     operator_skill: float = 0.8
     image_size: int = 128
     tolerance: float = 0.2
@@ -136,12 +155,13 @@ def variant_study(study: StudyConfig, variant: str) -> StudyConfig:
     return dataclasses.replace(study, **values)
 
 
-QUICK = dict(variants=("pick_cube/state",), seeds=2, env_steps=600, eval_every=200, eval_episodes=10)
-FULL: dict[str, Any] = {"per_task": {
+QUICK = dict(variants=("pick_cube/state",), seeds=2, methods=("bc", "residual", "residual_hil"), env_steps=2000,
+             eval_every=1000, eval_episodes=20, diagnostics=False)
+FULL: dict[str, Any] = {"variants": ("pick_cube/state", "peg_insert/state"), "per_task": {
     # 2 mm clearance: a 300-step BC base never inserts; 6000 steps on 20 near-perfect demos gives ~30 %
     "peg_insert": {"demos": 20, "expert_noise": 0.02, "bc_steps": 6000, "bc_chunk": 1, "bc_hidden": (256, 256)},
-    "pick_cube/image": {"bc_steps": 600, "env_steps": 400, "eval_every": 200},
-}, "env_steps": 1000, "eval_every": 250, "eval_episodes": 8}
+    "pick_cube/image": {"bc_steps": 600, "env_steps": 5000, "eval_every": 2500, "eval_episodes": 50},
+}}
 
 
 def study_config(cfg: Mapping[str, Any]) -> StudyConfig:
@@ -261,19 +281,28 @@ def learner_values(name: str, study: StudyConfig, seed: int, files: Mapping[str,
     return values
 
 
+def evaluate_paired(env: Any, act: Any, study: StudyConfig, reset: Any) -> dict[str, Any]:
+    """Deterministic evaluation on the study's fixed reset seeds (per-episode outcomes kept)."""
+    from learners.rollout import evaluate
+
+    res = evaluate(env, act, study.eval_episodes, seed=study.eval_seed, reset=reset)
+    return {"success_rate": res["success_rate"], "successes": [bool(x) for x in res["successes"]]}
+
+
 def run_method(name: str, variant: str, study: StudyConfig, seed: int, base: Any,
                demos: list[dict[str, np.ndarray]], base_eval: dict[str, Any],
-               files: Mapping[str, dict] | None = None) -> dict[str, Any]:
-    """Train one method on one seed; returns its curve and counters."""
+               files: Mapping[str, dict] | None = None, probes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train one method on one seed; returns its curve (with per-episode outcomes), counters and diagnostics."""
     from learners.agent import Agent
+    from learners.bench_learn_diag import critic_prefers_oracle
     from learners.builders import agent_config, build_replay
     from learners.inprocess import run_online
-    from learners.rollout import evaluate
     from policies.encoders import obs_spec_from_space
 
     if name == "bc":
         points = list(range(0, study.env_steps + 1, study.eval_every))
-        return {"curve": [[s, base_eval["success_rate"]] for s in points], "intervention_steps": 0,
+        return {"curve": [[s, base_eval["success_rate"]] for s in points],
+                "successes": [base_eval["successes"]] * len(points), "intervention_steps": 0,
                 "seconds": 0.0, "updates": 0}
     _, _, with_operator = METHOD_SPECS[name]
     task = variant.partition("/")[0]
@@ -292,16 +321,35 @@ def run_method(name: str, variant: str, study: StudyConfig, seed: int, base: Any
         if with_operator:
             operator = OperatorOnReset(task, study.operator_skill, seed)
             env = operator.wrap(env)
-        start = evaluate(eval_env, lambda o: agent.act(o, deterministic=True)[0], study.eval_episodes, reset=agent.reset)
+        act = lambda o: agent.act(o, deterministic=True)[0]  # noqa: E731
+        start = evaluate_paired(eval_env, act, study, agent.reset)
+        successes, diagnostics = [start["successes"]], []
+
+        def on_eval(step: int, res: dict[str, Any]) -> None:
+            successes.append([bool(x) for x in res["successes"]])
+            m = agent_metrics_snapshot(agent)
+            if probes is not None and acfg.mode == "residual":
+                m["critic_prefers_oracle"] = critic_prefers_oracle(agent, probes)
+            diagnostics.append({"step": step, **m})
+
         res = run_online(env, agent, replay, study.env_steps, learning_starts=study.learning_starts,
                          eval_env=eval_env, eval_every=study.eval_every, eval_episodes=study.eval_episodes,
-                         operator=operator, seed=seed * 7919)
-        return {"curve": [[0, start["success_rate"]]] + res["curve"], "intervention_steps": res["intervention_steps"],
-                "seconds": res["seconds"], "updates": res["updates"], "episodes": res["episodes"],
-                "train_success_rate": res["train_success_rate"]}
+                         operator=operator, seed=seed * 7919, eval_seed=study.eval_seed, on_eval=on_eval)
+        return {"curve": [[0, start["success_rate"]]] + res["curve"], "successes": successes,
+                "intervention_steps": res["intervention_steps"], "seconds": res["seconds"], "updates": res["updates"],
+                "episodes": res["episodes"], "train_success_rate": res["train_success_rate"],
+                "diagnostics": diagnostics, "learner": dataclasses.asdict(acfg)}
     finally:
         env.close()
         eval_env.close()
+
+
+def agent_metrics_snapshot(agent: Any) -> dict[str, Any]:
+    """The agent's counters and gate statistics at an evaluation point."""
+    gate = agent.gate_stats
+    total = gate["open"] + gate["closed"]
+    return {"updates": agent.num_updates, "actor_updates": agent.num_actor_updates,
+            "gate_open_rate": gate["open"] / total if total else None}
 
 
 # ----------------------------------------------------------------------------- the study
@@ -310,12 +358,28 @@ def steps_to(curve: list[list[float]], level: float = 0.9) -> int | None:
     return next((int(s) for s, r in curve if r >= level), None)
 
 
-def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean/std/min/max of the seeds' curves, final success, steps to 90 %, intervention steps."""
+def paired_difference(method_runs: list[dict[str, Any]], base_runs: list[list[bool]]) -> list[dict[str, float]]:
+    """Per evaluation point: mean of (method - base) over every (seed, episode) pair, with a 95 % interval.
+
+    Both sides ran the same reset seeds, so each pair differs only by the policy.
+    """
+    out = []
+    for j in range(len(method_runs[0]["successes"])):
+        d = np.concatenate([np.asarray(run["successes"][j], float) - np.asarray(b, float)
+                            for run, b in zip(method_runs, base_runs)])
+        half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+        out.append({"mean": round(float(d.mean()), 4), "lo": round(float(d.mean() - half), 4),
+                    "hi": round(float(d.mean() + half), 4), "n": int(len(d))})
+    return out
+
+
+def summarise(runs: list[dict[str, Any]], base_runs: list[list[bool]] | None = None) -> dict[str, Any]:
+    """Mean/std/min/max of the seeds' curves, final success, steps to 90 %, intervention steps and,
+    with the base's per-episode outcomes, the paired difference to the base at every point."""
     steps = [s for s, _ in runs[0]["curve"]]
     rates = np.array([[r for _, r in run["curve"]] for run in runs], float)
     mean = rates.mean(0)
-    return {
+    out = {
         "steps": steps, "mean": mean.round(4).tolist(), "std": rates.std(0).round(4).tolist(),
         "min": rates.min(0).tolist(), "max": rates.max(0).tolist(),
         "final_mean": float(mean[-1]), "final_std": float(rates[:, -1].std()),
@@ -324,58 +388,117 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "intervention_steps_mean": float(np.mean([run["intervention_steps"] for run in runs])),
         "seconds_mean": float(np.mean([run["seconds"] for run in runs])),
     }
+    if base_runs is not None and all("successes" in r for r in runs):
+        out["vs_base"] = paired_difference(runs, base_runs)
+    diags = [r.get("diagnostics") for r in runs if r.get("diagnostics")]
+    if diags:
+        out["diagnostics"] = diags
+    return out
 
 
-def run_study(study: StudyConfig, progress: bool = True) -> dict[str, Any]:
-    """Every variant x seed x method; returns ``{"config", "results": {variant: {method: summary}}}``."""
+def _write_json(path: Path, value: Any) -> None:
+    """Atomic JSON write (a killed study never leaves a half-written run file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(value, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _seed_setup(variant: str, vs: StudyConfig, seed: int, scale: np.ndarray) -> tuple[Any, list, dict[str, Any], Any]:
+    """Demos, BC base, its paired evaluation, and (sim) the oracle ceiling and probe states of one seed."""
     import torch
+
+    from learners.bench_learn_diag import oracle_ceiling, probe_states
+
+    task, _, obs = variant.partition("/")
+    torch.manual_seed(seed)
+    env = make_variant_env(variant, vs.image_size)
+    try:
+        demos = collect_demos(env, task, vs.demos, vs.expert_noise, seed)
+        base = train_base(demos, vs, seed, images=obs == "image")
+        info = {"base": evaluate_paired(env, base.act, vs, base.reset)}
+        probes = None
+        if vs.diagnostics:
+            info["oracle"] = oracle_ceiling(env, base, env.unwrapped.task, scale, vs.eval_episodes, vs.eval_seed)
+            probes = probe_states(env, base, env.unwrapped.task, scale, 5, vs.eval_seed + 10_000)
+            info["probe_states"] = len(probes["obs"])
+    finally:
+        env.close()
+    return base, label_base_actions(demos, base), info, probes
+
+
+def run_study(study: StudyConfig, progress: bool = True, runs_dir: Path | None = None) -> dict[str, Any]:
+    """Every variant x seed x method; returns ``{"config", "results": {variant: {method: summary}}}``.
+
+    With ``runs_dir`` each finished run is written to ``runs_dir/<variant>/seed<k>/<method>.json``
+    and existing files are reused instead of re-run (resumable across sessions).
+    """
+    import torch
+    from omegaconf import OmegaConf
     from tqdm import tqdm
 
-    from learners.rollout import evaluate
-
     torch.set_num_threads(1)
-    from omegaconf import OmegaConf
-
     methods = list(study.methods) + list(study.extra_methods)
     files = {METHOD_SPECS[m][0]: OmegaConf.to_container(OmegaConf.load(
         REPO / "launch" / "config" / "learner" / f"{METHOD_SPECS[m][0]}.yaml")) for m in methods if m != "bc"}
+    residual_scale = agent_scale(files, study)
     results: dict[str, Any] = {}
     t0 = time.monotonic()
-    total = len(study.variants) * study.seeds * len(methods)
-    bar = tqdm(total=total, desc="bench learn", disable=not progress)
+    bar = tqdm(total=len(study.variants) * study.seeds * len(methods), desc="bench learn", disable=not progress)
     for variant in study.variants:
-        task, _, obs = variant.partition("/")
         vs = variant_study(study, variant)
         runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
-        bases = []
+        seeds_info = []
         for seed in range(study.seeds):
-            torch.manual_seed(seed)
-            env = make_variant_env(variant, study.image_size)
-            try:
-                demos = collect_demos(env, task, vs.demos, vs.expert_noise, seed)
-                base = train_base(demos, vs, seed, images=obs == "image")
-                base_eval = evaluate(env, base.act, vs.eval_episodes, reset=base.reset)
-            finally:
-                env.close()
-            bases.append(base_eval["success_rate"])
-            demos = label_base_actions(demos, base)
+            folder = runs_dir / variant.replace("/", "_") / f"seed{seed}" if runs_dir else None
+            todo = [m for m in methods if folder is None or not (folder / f"{m}.json").exists()]
+            base = probes = demos = None
+            if todo or folder is None or not (folder / "base.json").exists():
+                base, demos, info, probes = _seed_setup(variant, vs, seed, residual_scale)
+                if folder is not None:
+                    _write_json(folder / "base.json", info)
+            else:
+                info = json.loads((folder / "base.json").read_text())
+            seeds_info.append(info)
             for m in methods:
                 bar.set_postfix_str(f"{variant} seed {seed} {m}")
-                runs[m].append(run_method(m, variant, vs, seed, base, demos, base_eval, files))
+                path = folder / f"{m}.json" if folder is not None else None
+                if path is not None and path.exists():
+                    run = json.loads(path.read_text())
+                else:
+                    run = run_method(m, variant, vs, seed, base, demos, info["base"], files, probes)
+                    if path is not None:
+                        _write_json(path, run)
+                runs[m].append(run)
                 bar.update(1)
-        results[variant] = {m: summarise(r) for m, r in runs.items()}
-        results[variant]["_base_success_per_seed"] = bases
+        base_runs = [i["base"]["successes"] for i in seeds_info]
+        results[variant] = {m: summarise(r, base_runs) for m, r in runs.items()}
+        results[variant]["_base_success_per_seed"] = [i["base"]["success_rate"] for i in seeds_info]
+        if all("oracle" in i for i in seeds_info):
+            results[variant]["_oracle_ceiling_per_seed"] = [i["oracle"]["success_rate"] for i in seeds_info]
         results[variant]["_settings"] = {k: getattr(vs, k) for k in PER_VARIANT_KEYS}
     bar.close()
     return {"config": dataclasses.asdict(study), "learner_files": files, "results": results,
             "seconds": time.monotonic() - t0}
 
 
+def agent_scale(files: Mapping[str, dict], study: StudyConfig) -> np.ndarray:
+    """The residual scale ``(7,)`` of the study's residual recipe (for the oracle ceiling)."""
+    from learners.builders import agent_config
+
+    name = "residual_td3_cpu" if "residual_td3_cpu" in files else next((f for f in files if f != "rlpd"), None)
+    values = dict(files[name]) if name else {}
+    values.update({k: v for k, v in study.agent.items() if k != "encoder"})
+    return agent_config(values, mode="residual").scale_array() if name else np.full(7, 0.1, np.float32)
+
+
 def run(cfg: dict) -> dict:
     """``hilr bench learn [quick=true] [learn.seeds=5 ...]``: run, write JSON + plots, print a table.
 
     Writes to ``docs/results/`` (full study, or ``learn.out_dir``) or the run directory (quick).
-    Returns the summary (final success per variant/method, and the regression check in quick mode).
+    The full study keeps one file per finished run under ``<out_dir>/runs/`` and skips them when
+    restarted. Returns the summary (final success per variant/method, and the regression check in
+    quick mode).
     """
     from learners import bench_learn_report as report
     from robot_env.app import run_dir
@@ -385,10 +508,10 @@ def run(cfg: dict) -> dict:
     out_dir = Path(learn.pop("out_dir", None) or (run_dir() if quick else RESULTS))
     name = learn.pop("name", None) or ("learn_quick" if quick else "learn_full")
     study = study_config({"quick": quick, "learn": learn})
-    result = run_study(study, progress=cfg.get("progress", True))
+    result = run_study(study, progress=cfg.get("progress", True), runs_dir=out_dir / "runs" / name)
     result["quick"] = quick
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"{name}.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    _write_json(out_dir / f"{name}.json", result)
     plots = report.plot(result, out_dir / f"{name}.png")
     reference = None
     ref_path = Path(cfg.get("reference") or QUICK_REFERENCE)

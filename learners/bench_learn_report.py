@@ -37,6 +37,9 @@ def table_rows(result: Mapping[str, Any], reference: Mapping[str, Any] | None = 
                    "spread": round(s["final_std"], 3), "steps_to_90": s["steps_to_90_mean_curve"],
                    "intervention_steps": round(s["intervention_steps_mean"], 1),
                    "seconds": round(s["seconds_mean"], 1)}
+            if s.get("vs_base"):
+                row["vs_base"] = s["vs_base"][-1]
+                row["worst_vs_base"] = min(p["mean"] for p in s["vs_base"])
             ref = (reference or {}).get("results", {}).get(variant, {}).get(m)
             if ref is not None:
                 row["reference"] = round(ref["final_mean"], 3)
@@ -49,12 +52,15 @@ def table_rows(result: Mapping[str, Any], reference: Mapping[str, Any] | None = 
 def format_table(rows: list[dict[str, Any]], with_reference: bool) -> str:
     """Plain-text table (also valid markdown)."""
     success = "success now" if with_reference else "final success"
-    head = ["variant", "method", f"{success} (mean ± std over seeds)", "steps to 90 %", "intervention steps"]
+    head = ["variant", "method", f"{success} (mean ± std over seeds)", "final − base [95 % CI]",
+            "steps to 90 %", "intervention steps"]
     if with_reference:
         head += ["reference", "delta", "status"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["variant"], r["method"], f"{r['success']:.2f} ± {r['spread']:.2f}",
+        d = r.get("vs_base")
+        diff = f"{d['mean']:+.2f} [{d['lo']:+.2f}, {d['hi']:+.2f}]" if d else "-"
+        cells = [r["variant"], r["method"], f"{r['success']:.2f} ± {r['spread']:.2f}", diff,
                  "never" if r["steps_to_90"] is None else str(r["steps_to_90"]), f"{r['intervention_steps']:.0f}"]
         if with_reference:
             if "reference" in r:
@@ -66,7 +72,8 @@ def format_table(rows: list[dict[str, Any]], with_reference: bool) -> str:
 
 
 def plot(result: Mapping[str, Any], path: Path) -> list[str]:
-    """Success rate vs env steps, mean line and shaded min..max spread over seeds, one panel per
+    """Success rate vs env steps, mean line and shaded min..max spread over seeds (and the oracle
+    ceiling of the bounded residual when measured), one panel per
     variant. Returns the written file paths."""
     import matplotlib
 
@@ -84,6 +91,9 @@ def plot(result: Mapping[str, Any], path: Path) -> list[str]:
                             ls="--" if m == "bc" else "-")
             ax.fill_between(s["steps"], s["min"], s["max"], color=line.get_color(), alpha=0.15)
         ax.axhline(0.9, color="grey", lw=0.8, ls=":")
+        oracle = block.get("_oracle_ceiling_per_seed")
+        if oracle:
+            ax.axhline(sum(oracle) / len(oracle), color="black", lw=1.0, ls="-.", label="oracle ceiling (bounded residual)")
         ax.set_title(f"{variant} ({seeds} seeds)")
         ax.set_xlabel("env steps")
         ax.set_ylim(-0.03, 1.03)

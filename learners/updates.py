@@ -104,8 +104,8 @@ def residual_actor_loss(agent: "Agent", feat: torch.Tensor, batch: dict[str, Any
     if cfg.bc_weight > 0 and labelled is not None:
         bc = ((residual - batch["residual_action"]) ** 2).sum(-1)
         loss = loss + cfg.bc_weight * (keep * bc).sum() / keep.sum().clamp_min(1.0)
-        metrics["bc_loss"] = float((keep * bc).sum() / keep.sum().clamp_min(1.0))
-    q_base = q_base_all.mean(0)
+        metrics["bc_loss"] = float((keep * bc.detach()).sum() / keep.sum().clamp_min(1.0))
+    q_base, q_pi, q_std, residual = q_base_all.mean(0), q_pi.detach(), q_std.detach(), residual.detach()
     metrics.update(
         q_base=float(q_base.mean()), q_pi=float(q_pi.mean()), advantage_pi=float((q_pi - q_base).mean()),
         q_std_base=float(q_base_all.std(0).mean()) if q_all.shape[0] > 1 else 0.0,
