@@ -13,7 +13,8 @@
   mapped linearly to the env's ``[low, high]`` where both bounds are finite (dims with an
   infinite bound pass through unchanged). Non-finite actions raise (``RejectNonFiniteAction``).
   Learners then need ``learner.action_dim = A`` (``GymAdapter.action_dim``).
-* **Success**: ``info[success_key]`` (``"success"``, ``"is_success"`` or ``"auto"`` = either)
+* **Success**: ``info[success_key]`` (any key, e.g. gym-hil's ``"succeed"``; ``"auto"`` =
+  ``"success"`` or ``"is_success"``)
   or, for envs without a flag, ``reward >= success_threshold``; mirrored into both
   ``info["success"]`` and ``info["is_success"]``. ``terminate_on_success`` ends the episode
   on success as the built-in tasks do (goal-conditioned envs such as Fetch never terminate).
@@ -46,7 +47,8 @@ class GymEnvConfig:
         id: registered env id; ``"module:Id"`` imports ``module`` first (gymnasium's syntax).
         kwargs: keyword arguments of ``gymnasium.make``.
         imports: modules imported before ``make`` (to register ids).
-        success_key: ``success`` | ``is_success`` | ``auto`` (whichever the env sets).
+        success_key: the ``info`` key holding the env's success flag (``succeed`` for gym-hil),
+            or ``auto`` = ``success`` or ``is_success``, whichever the env sets.
         success_threshold: success when ``reward >= this`` (for envs with no flag); None = off.
         terminate_on_success: end the episode (``terminated``) on success.
         max_episode_steps: override the registered time limit; None = keep it.
@@ -72,8 +74,8 @@ class GymEnvConfig:
         self.kwargs, self.expert_kwargs = dict(self.kwargs or {}), dict(self.expert_kwargs or {})
         if self.type != "gym":
             raise ValueError(f"GymEnvConfig.type must be 'gym', got {self.type!r}")
-        if self.success_key not in (*SUCCESS_KEYS, "auto"):
-            raise ValueError(f"success_key must be one of {SUCCESS_KEYS} or 'auto', got {self.success_key!r}")
+        if not isinstance(self.success_key, str) or not self.success_key:
+            raise ValueError(f"success_key must be an info key (gym-hil: succeed) or 'auto', got {self.success_key!r}")
         if self.expert is not None and ":" not in self.expert:
             raise ValueError(f"expert must be 'module:function', got {self.expert!r}")
 

@@ -104,8 +104,13 @@ def test_success_key_threshold_and_no_termination_options():
     env.reset(seed=0)
     _, _, term, _, info = env.step(np.ones(3, np.float32))
     assert info["is_success"] is True and term
+    # any info key: gym-hil reports success as info["succeed"]
+    env = make_gym_env({"id": TOY_ID, "kwargs": {"flag": "succeed"}, "success_key": "succeed"})
+    env.reset(seed=0)
+    _, _, term, _, info = env.step(np.full(3, 0.99, np.float32))  # action[0] -> 9.95 in [0, 10]
+    assert info["success"] is True and info["is_success"] is True and term
     with pytest.raises(ValueError, match="success_key"):
-        GymEnvConfig(success_key="done")
+        GymEnvConfig(success_key="")
     with pytest.raises(ValueError, match="cannot make"):
         make_gym_env({"id": "NoSuchEnv-v9"})
 
