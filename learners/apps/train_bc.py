@@ -4,6 +4,7 @@ Examples::
 
     hilr train-bc dataset=data/pick_cube_demos                      # images+state from a recording
     hilr train-bc dataset=null expert_demos.episodes=20 privileged_state=true camera=none  # scripted demos, state-based
+    hilr train-bc env=gym dataset=data/fetch_reach_demos policy=bc_state   # a gymnasium env's recording
     hilr train-bc --help
 
 Writes ``bc_best.safetensors`` (lowest validation loss), ``bc_last.safetensors`` and
@@ -23,7 +24,8 @@ log = logging.getLogger(__name__)
 
 
 def build_sim_env(cfg: dict[str, Any]) -> Any:
-    """The evaluation env named by ``robot``/``camera``/``task`` (+ ``privileged_state``), free-running."""
+    """The evaluation env: ``env=gym``'s gymnasium env, else the one named by
+    ``robot``/``camera``/``task`` (+ ``privileged_state``), free-running."""
     from learners.builders import build_env
 
     return build_env({**cfg, "camera": cfg.get("camera") or {}, "control": {"mode": "free_running"}})
@@ -32,10 +34,16 @@ def build_sim_env(cfg: dict[str, Any]) -> Any:
 def expert_episodes(env: Any, cfg: dict[str, Any]) -> list:
     """Scripted-expert demonstrations collected in ``env`` (successful episodes only)."""
     from learners.rollout import collect_episodes
-    from robot_env.sim.experts import make_expert
 
     e = cfg["expert_demos"]
-    expert = make_expert(cfg["task"]["name"], noise=e["noise"], speed=e["speed"], seed=cfg["seed"])
+    if (cfg.get("env") or {}).get("type") == "gym":  # the env's own `module:function` expert
+        from robot_env.gym_env import load_expert
+
+        expert = load_expert(env)
+    else:
+        from robot_env.sim.experts import make_expert
+
+        expert = make_expert(cfg["task"]["name"], noise=e["noise"], speed=e["speed"], seed=cfg["seed"])
     return collect_episodes(env, expert.act, e["episodes"], seed=cfg["seed"], reset=expert.reset, only_successful=True)
 
 
