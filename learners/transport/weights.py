@@ -148,6 +148,7 @@ class WeightSubscriber:
     """
 
     MAX_VERSION_JUMP = 1_000_000  # a learner publishes versions 1, 2, 3, ...: a jump this big is forged
+    MAX_VERSION = 2**53  # one version per publish: a learner never gets near this
     MAX_LEARNERS = 16  # learner instances whose last version is remembered
 
     def __init__(self, cfg: TransportConfig, port: int | None = None,
@@ -221,6 +222,8 @@ class WeightSubscriber:
         msg = wire.decode(frames[0].buffer, self.cfg.max_message_bytes, expect={"weights"})
         wire.check_arrays(msg.arrays, self.expected, max_abs=self.cfg.weights_max_abs)
         last = self._versions.get(msg.fields["learner"])
+        if msg.fields["version"] >= self.MAX_VERSION:
+            raise VersionJump(f"version {msg.fields['version']} >= {self.MAX_VERSION}: no learner gets there")
         if last is not None and msg.fields["version"] > last + self.MAX_VERSION_JUMP:
             raise VersionJump(f"version {msg.fields['version']} jumps from {last} (> {self.MAX_VERSION_JUMP})")
         return msg
