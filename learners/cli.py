@@ -25,10 +25,13 @@ VERBS: dict[str, tuple[str, str]] = {
     "eval": ("learners.apps.evaluate:main", "evaluate a policy for N episodes: success rate with confidence interval, cycle time"),
     "calibrate": ("calibration.app:main", "calibrate: board | intrinsics | handeye | crops | workspace | spacemouse | moved"),
     "bench": ("learners.apps.bench:main", "benchmarks: sim | ros | transport | learner | actor | learn (--quick)"),
+    "show": ("teleop.show_app:main", "look at a recorded episode: `hilr show <dataset> [episode]` writes a contact-sheet PNG (format=mp4: video)"),
 }
 
-# Verbs whose first positional word selects a sub-job: `hilr bench sim` == `hilr bench what=sim`.
-SUBVERBS = {"bench", "calibrate"}
+# Leading positional words of a verb name these keys: `hilr bench sim` == `hilr bench what=sim`,
+# `hilr show data/demos 3` == `hilr show dataset=data/demos episode=3`.
+POSITIONAL = {"bench": ("what",), "calibrate": ("what",), "show": ("dataset", "episode")}
+SUBVERBS = {verb for verb, keys in POSITIONAL.items() if keys == ("what",)}  # the verbs with a sub-job word
 
 # Hydra's own command-line flags; any other bare `--name` means `name=true` (`--quick`).
 HYDRA_FLAGS = {"help", "hydra-help", "version", "cfg", "resolve", "package", "run", "multirun",
@@ -52,6 +55,16 @@ def usage() -> str:
         "seed=3`). A failed verb prints one line and exits non-zero; --verbose adds the traceback.",
     ]
     return "\n".join(lines)
+
+
+def positional_to_overrides(verb: str, rest: list[str]) -> list[str]:
+    """Turn a verb's leading bare words into ``key=value`` overrides (``POSITIONAL``)."""
+    keys, out = list(POSITIONAL.get(verb, ())), []
+    for i, word in enumerate(rest):
+        if not keys or "=" in word or word.startswith("-") or word == "help":
+            return out + rest[i:]
+        out.append(f"{keys.pop(0)}={word}")
+    return out
 
 
 def print_verb_help(verb: str, config_name: str, overrides: list[str]) -> int:
@@ -80,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if verb not in VERBS:
         print(f"hilr: unknown verb {verb!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    if verb in SUBVERBS and rest and "=" not in rest[0] and not rest[0].startswith("-") and rest[0] != "help":
-        rest = [f"what={rest[0]}"] + rest[1:]
+    rest = positional_to_overrides(verb, rest)
     # Offscreen MuJoCo rendering works headless (robot PCs over SSH, CI) with EGL.
     os.environ.setdefault("MUJOCO_GL", "egl")
     os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])

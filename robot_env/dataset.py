@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from robot_env.app import UserError
+
 log = logging.getLogger(__name__)
 
 FORMAT = "hilr-episodes"
@@ -42,8 +44,11 @@ _EPISODE_RE = re.compile(r"^episode_(\d{6})\.npz$")
 _FRAMES_RE = re.compile(r"^frames_(\d{6})\.npz$")
 
 
-class DatasetError(RuntimeError):
-    """A dataset or episode file is missing, corrupt, or does not match the recorder."""
+class DatasetError(UserError):
+    """A dataset or episode file is missing, corrupt, or does not match the recorder.
+
+    A ``UserError``: a verb that hits it prints its message as one line and exits 1.
+    """
 
 
 def space_to_json(space: Any) -> Any:
