@@ -6,11 +6,13 @@ replay buffer) is on disk. Transitions received after the last checkpoint stay i
 actor's outbox and are re-sent to the restarted learner, which de-duplicates them with
 the receiver state saved in the checkpoint.
 
-Checkpoint layout (``<checkpoint_dir>/step_<updates>/``, the newest named in ``LATEST``):
-``agent.safetensors`` (networks, targets, optimisers, ``log_alpha``, counters),
+Checkpoint layout (``<checkpoint_dir>/step_<updates>_<env steps>/``, the newest named in
+``LATEST``): ``agent.safetensors`` (networks, targets, optimisers, ``log_alpha``, counters),
 ``online.npz`` / ``demo.npz`` (replay buffers, bit-exact), ``learner.json`` (counters,
-weight version, receiver de-duplication state, RNG-free bookkeeping). Written to a temp
-folder, fsynced and renamed, so a kill mid-write leaves the previous checkpoint intact.
+weight version, receiver de-duplication state, RNG-free bookkeeping), ``MANIFEST.json``
+(sha256 of each file). Written beside the previous one, verified, then switched to
+atomically; a corrupt newest checkpoint falls back to the previous one
+(:mod:`learners.learner_checkpoint`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from learners import learner_checkpoint as ckpt
 from learners.replay import MixedReplay, ReplayBuffer
 from learners.rollout import episode_rates
 
@@ -132,60 +135,90 @@ class LearnerLoop:
 
     # ------------------------------------------------------------------ checkpoints
     def latest_checkpoint(self) -> Path | None:
-        """Folder of the newest complete checkpoint, or None."""
-        pointer = self.checkpoint_dir / "LATEST"
-        if not pointer.exists():
-            return None
-        path = self.checkpoint_dir / pointer.read_text().strip()
-        if not (path / "learner.json").exists():
-            raise RuntimeError(f"checkpoint pointer {pointer} names {path}, which is incomplete")
-        return path
+        """Folder ``LATEST`` names (complete by construction), or None."""
+        found = ckpt.candidates(self.checkpoint_dir) if self.checkpoint_dir.exists() else []
+        return found[0] if found else None
 
     def save_checkpoint(self) -> Path:
-        """Write a checkpoint atomically, then acknowledge everything it contains."""
+        """Write a checkpoint beside the previous one, verify it, switch ``LATEST`` to it,
+        then acknowledge everything it contains and prune the oldest."""
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        name = f"step_{self.agent.num_updates:09d}_{self.env_steps:09d}"
+        name = ckpt.unique_name(self.checkpoint_dir, f"step_{self.agent.num_updates:09d}_{self.env_steps:09d}")
         tmp = self.checkpoint_dir / f".tmp-{name}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         self.agent.save(tmp / "agent.safetensors")
         self.replay.online.save(tmp / "online.npz")
         self.replay.demo.save(tmp / "demo.npz")
-        state = {"env_steps": self.env_steps, "version": self.version, "receiver": self.receiver.state_dict(),
-                 "episodes": self.episodes.finished[-1000:], "prev_intervened": self.replay._prev_intervened}
+        state = {"checkpoint_format": 2, "env_steps": self.env_steps, "version": self.version,
+                 "receiver": self.receiver.state_dict(), "episodes": self.episodes.finished[-1000:],
+                 "prev_intervened": self.replay._prev_intervened}
         with open(tmp / "learner.json", "w") as f:
             json.dump(state, f)
             f.flush()
             os.fsync(f.fileno())
+        ckpt.write_manifest(tmp)  # hashes what is on disk: the verification of the new folder
         final = self.checkpoint_dir / name
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        pointer_tmp = self.checkpoint_dir / ".LATEST.tmp"
-        pointer_tmp.write_text(name)
-        os.replace(pointer_tmp, self.checkpoint_dir / "LATEST")
+        os.replace(tmp, final)  # a new name: the previous checkpoint is untouched
+        ckpt.fsync_dir(self.checkpoint_dir)
+        ckpt.verify(final, hashes=False)
+        ckpt.switch_latest(self.checkpoint_dir, name)
         self.receiver.commit()  # only now may the actors forget these transitions
-        old = sorted(p for p in self.checkpoint_dir.glob("step_*") if p.is_dir() and p != final)
+        old = [p for p in ckpt.checkpoint_folders(self.checkpoint_dir) if p != final]
         for p in old[: max(0, len(old) - (self.cfg.keep_checkpoints - 1))]:
             shutil.rmtree(p, ignore_errors=True)
         self._t_ckpt = time.monotonic()
         return final
 
     def resume(self, path: Path | None = None) -> bool:
-        """Restore from ``path`` or the latest checkpoint; False if there is none."""
-        path = path or self.latest_checkpoint()
-        if path is None:
+        """Restore from ``path``, or from the newest checkpoint that verifies (falling back
+        to older ones with one logged line each); False if there is none.
+
+        Raises:
+            RuntimeError: checkpoints exist but none of them loads (each reason listed).
+        """
+        if self.checkpoint_dir.exists():
+            ckpt.clean_stale(self.checkpoint_dir)
+        found = [path] if path is not None else (ckpt.candidates(self.checkpoint_dir)
+                                                 if self.checkpoint_dir.exists() else [])
+        if not found:
             return False
+        errors = []
+        for i, folder in enumerate(found):
+            try:
+                self._load(folder)
+            except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint: try the previous one
+                why = f"{type(exc).__name__}: {exc}"
+                errors.append(f"{folder.name}: {why}")
+                nxt = found[i + 1].name if i + 1 < len(found) else None
+                log.error("checkpoint %s is unusable (%s); %s", folder, why,
+                          f"falling back to {nxt}" if nxt else "no older checkpoint left")
+                continue
+            log.info("resumed from %s: %d env steps, %d updates, weights v%d", folder, self.env_steps,
+                     self.agent.num_updates, self.version)
+            return True
+        raise RuntimeError(f"no usable checkpoint in {self.checkpoint_dir}: " + "; ".join(errors))
+
+    def _load(self, path: Path) -> None:
+        """Verify then load one checkpoint folder; nothing is assigned before all parts read."""
+        has_manifest = (path / ckpt.MANIFEST).exists()
+        if has_manifest:
+            ckpt.verify(path)
+        state = json.loads((path / "learner.json").read_bytes())
+        if not has_manifest:
+            if state.get("checkpoint_format", 1) >= 2:
+                raise ckpt.CorruptCheckpoint(f"{path.name}: {ckpt.MANIFEST} is missing")
+            log.warning("checkpoint %s has no content hashes (written before they existed); loading unchecked", path)
+        env_steps, version = int(state["env_steps"]), int(state["version"])
+        receiver_state, episodes = state["receiver"], list(state["episodes"])
+        online = ReplayBuffer.load(path / "online.npz")
+        demo = ReplayBuffer.load(path / "demo.npz")
         self.agent.load(path / "agent.safetensors")
-        self.replay.online = ReplayBuffer.load(path / "online.npz")
-        self.replay.demo = ReplayBuffer.load(path / "demo.npz")
-        state = json.loads((path / "learner.json").read_text())
-        self.env_steps, self.version = int(state["env_steps"]), int(state["version"])
-        self.receiver.load_state_dict(state["receiver"])
-        self.episodes.finished = list(state["episodes"])
+        self.replay.online, self.replay.demo = online, demo
+        self.env_steps, self.version = env_steps, version
+        self.receiver.load_state_dict(receiver_state)
+        self.episodes.finished = episodes
         self.replay._prev_intervened = bool(state["prev_intervened"])
-        log.info("resumed from %s: %d env steps, %d updates, weights v%d", path, self.env_steps,
-                 self.agent.num_updates, self.version)
-        return True
 
     # ------------------------------------------------------------------ loop
     def publish(self) -> None:
@@ -245,6 +278,8 @@ class LearnerLoop:
         """Train until a limit in the config (or ``stop()`` returns True). Returns :meth:`summary`."""
         t0 = time.monotonic()
         last_rx: float | None = None
+        if self.checkpoint_dir.exists():
+            ckpt.clean_stale(self.checkpoint_dir)
         self.publish()  # actors start from the learner's weights, not their own random init
         reason = None
         while reason is None:

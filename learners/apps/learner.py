@@ -59,9 +59,10 @@ def run_learner(cfg: dict, out_dir: Path) -> dict:
     if distributed.world_size() > 1 and distributed.rank() > 0:
         # data-parallel follower: no transport, no replay, no checkpoints of its own; it loads
         # the same checkpoint as rank 0 (identical weights and optimiser moments), then rank 0 feeds it
-        latest = ckpt_dir / "LATEST"
-        if cfg.get("resume", True) and latest.exists():
-            agent.load(ckpt_dir / latest.read_text().strip() / "agent.safetensors")
+        if cfg.get("resume", True) and ckpt_dir.exists():
+            folder = first_verified_checkpoint(ckpt_dir)  # the one rank 0 resumes from
+            if folder is not None:
+                agent.load(folder / "agent.safetensors")
         n = distributed.ShardedUpdater(agent, template_batch(spec, acfg)).follow()
         return {"rank": distributed.rank(), "updates": n}
     replay = build_replay(spec, acfg)
@@ -102,6 +103,20 @@ def run_learner(cfg: dict, out_dir: Path) -> dict:
         publisher.close()
         if writer is not None:
             writer.close()
+
+
+def first_verified_checkpoint(ckpt_dir: Path) -> Path | None:
+    """The newest checkpoint folder whose content hashes check (what rank 0 resumes from)."""
+    from learners import learner_checkpoint
+
+    for folder in learner_checkpoint.candidates(ckpt_dir):
+        try:
+            if (folder / learner_checkpoint.MANIFEST).exists():
+                learner_checkpoint.verify(folder)
+            return folder
+        except learner_checkpoint.CorruptCheckpoint as exc:
+            log.error("data-parallel follower: %s; trying the previous checkpoint", exc)
+    return None
 
 
 def template_batch(spec: dict, acfg) -> dict:
