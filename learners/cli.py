@@ -25,13 +25,15 @@ VERBS: dict[str, tuple[str, str]] = {
     "eval": ("learners.apps.evaluate:main", "evaluate a policy for N episodes: success rate with confidence interval, cycle time"),
     "calibrate": ("calibration.app:main", "calibrate: board | intrinsics | handeye | crops | workspace | spacemouse | moved"),
     "bench": ("learners.apps.bench:main", "benchmarks: sim | ros | transport | learner | actor | learn (--quick)"),
+    "dataset": ("teleop.dataset_app:main", "datasets: summary | export (LeRobotDataset v2.1 layout) | import: `hilr dataset export <src> <dst>`"),
     "show": ("teleop.show_app:main", "look at a recorded episode: `hilr show <dataset> [episode]` writes a contact-sheet PNG (format=mp4: video)"),
 }
 
 # Leading positional words of a verb name these keys: `hilr bench sim` == `hilr bench what=sim`,
 # `hilr show data/demos 3` == `hilr show dataset=data/demos episode=3`.
-POSITIONAL = {"bench": ("what",), "calibrate": ("what",), "show": ("dataset", "episode")}
-SUBVERBS = {verb for verb, keys in POSITIONAL.items() if keys == ("what",)}  # the verbs with a sub-job word
+POSITIONAL = {"bench": ("what",), "calibrate": ("what",), "show": ("dataset", "episode"),
+              "dataset": ("what", "src", "dst")}
+SUBVERBS = {verb for verb, keys in POSITIONAL.items() if keys[0] == "what"}  # verbs whose first word is a sub-job
 
 # Hydra's own command-line flags; any other bare `--name` means `name=true` (`--quick`).
 HYDRA_FLAGS = {"help", "hydra-help", "version", "cfg", "resolve", "package", "run", "multirun",

@@ -19,9 +19,13 @@ def write_dataset(root: Path, episodes: int = 2, steps: int = 12, image: int = 2
     act_space = gym.spaces.Box(-1.0, 1.0, (7,), np.float32)
     writer = EpisodeWriter(root, fps=10, task="pick_cube", observation_space=obs_space, action_space=act_space)
 
-    def obs():
-        return {"state": rng.normal(size=20).astype(np.float32),
-                "front": rng.integers(0, 256, (image, image, 3), dtype=np.uint8)}
+    ramp = np.linspace(40, 200, image)
+
+    def obs(t: int = 0):  # a smooth image with a bright square moving right (video codecs like it)
+        img = np.stack([np.add.outer(ramp, ramp) / 2, np.tile(ramp, (image, 1)), np.full((image, image), 90.0)], -1)
+        x = 2 + (t % (image - 8))
+        img[8:14, x:x + 6] = 250
+        return {"state": rng.normal(size=20).astype(np.float32), "front": img.astype(np.uint8)}
 
     for _ in range(episodes):
         writer.begin(obs())
@@ -29,6 +33,6 @@ def write_dataset(root: Path, episodes: int = 2, steps: int = 12, image: int = 2
             action = rng.uniform(-1, 1, 7).astype(np.float32)
             info = {"intervened": 3 <= t < 7, "success": t == steps - 1,
                     "policy_action": rng.uniform(-1, 1, 7).astype(np.float32)}
-            writer.add(action, obs(), float(t == steps - 1), t == steps - 1, False, info)
+            writer.add(action, obs(t + 1), float(t == steps - 1), t == steps - 1, False, info)
         writer.end()
     return root
