@@ -14,6 +14,7 @@ from typing import Any
 
 _KEY = re.compile(r"^(?P<indent>\s*)(?P<key>[A-Za-z0-9_.\-]+|\"[^\"]*\"|'[^']*')\s*:(?P<rest>\s.*|)$")
 _PACKAGE = re.compile(r"^#\s*@package\s+(\S+)")
+_DEFAULT = re.compile(r"^\s*-\s*(?P<group>[A-Za-z0-9_/]+)\s*:\s*\S+\s*#\s*(?P<comment>.*)$")
 
 
 def _split_comment(text: str) -> tuple[str, str]:
@@ -70,6 +71,16 @@ def yaml_comments(path: str | Path, package: str = "") -> dict[str, str]:
         stack.append((indent, key))
         above, seen_key = [], True
     return comments
+
+
+def defaults_comments(path: str | Path) -> dict[str, str]:
+    """Group -> comment of the ``- group: option  # comment`` lines of a defaults list."""
+    out = {}
+    for line in Path(path).read_text().splitlines():
+        match = _DEFAULT.match(line)
+        if match:
+            out[match["group"].replace("/", ".")] = match["comment"].strip()
+    return out
 
 
 def file_package(path: Path, group: str) -> str:
@@ -143,6 +154,7 @@ def verb_help(verb: str, config_name: str, overrides: list[str], config_dir: Pat
         path = config_dir / group / f"{choice}.yaml"
         if path.is_file():
             comments.update(yaml_comments(path, file_package(path, group)))
+    comments.update(defaults_comments(primary))  # a group's section: its line in the defaults list
     comments.update(yaml_comments(primary))  # the verb's own file sets (and documents) last
     plain = OmegaConf.to_container(cfg, resolve=False)
     plain.pop("hydra", None)

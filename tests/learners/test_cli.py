@@ -87,3 +87,24 @@ def test_config_goes_to_the_run_dir_not_the_terminal(tmp_path):
     assert len(terminal.splitlines()) < 10 and "compliance_stiffness" not in terminal
     saved = (tmp_path / "run" / "config_resolved.yaml").read_text()
     assert "compliance_stiffness" in saved and "${" not in saved
+
+
+def test_actor_without_spacemouse_is_one_line(tmp_path):
+    out = _hilr("actor", "teleop=spacemouse", "learn=false", tmp_path=tmp_path)
+    assert out.returncode == 1
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("hilr actor: cannot open SpaceMouse") and "Traceback" not in out.stdout
+
+
+def test_yaml_comments_parser(tmp_path):
+    from robot_env.config_help import defaults_comments, yaml_comments
+
+    path = tmp_path / "x.yaml"
+    path.write_text("# header, not a key's comment\n"
+                    "defaults:\n  - robot: sim   # the arm\n"
+                    "a: 1            # one\n"
+                    "b:\n  # above c\n  c: 'x # not a comment'\n  d: [1, 2]  # list\n"
+                    "keys:\n  quit: \"q\\e\"  # quit keys\n")
+    assert yaml_comments(path, "pkg") == {"pkg.a": "one", "pkg.b.c": "above c", "pkg.b.d": "list",
+                                          "pkg.keys.quit": "quit keys"}
+    assert defaults_comments(path) == {"robot": "the arm"}
