@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import math
 import os
 import tempfile
 import warnings
@@ -164,6 +165,9 @@ def load_calibration(
         raise CalibrationFileError(f"{path} holds a {doc['kind']!r} calibration, expected {kind!r}")
     if not isinstance(doc["data"], dict):
         raise CalibrationFileError(f"{path}: 'data' must be a mapping")
+    bad = _non_finite(doc["data"])
+    if bad:
+        raise CalibrationFileError(f"{path}: data.{bad} is not a finite number (NaN/inf would reach every action)")
     serial = doc.get("camera_serial")
     cal = CalibrationFile(
         kind=doc["kind"], data=doc["data"], created_at=_parse_time(doc["created_at"], str(path)),
@@ -173,6 +177,23 @@ def load_calibration(
     _check_serial(cal, expected_serial)
     _check_moved(cal, Path(moves_file) if moves_file else path.parent / MOVES_FILE)
     return cal
+
+
+def _non_finite(node: Any, where: str = "") -> str | None:
+    """Dotted path of the first NaN/inf float in a YAML tree, or None."""
+    if isinstance(node, float) and not math.isfinite(node):
+        return where or "value"
+    if isinstance(node, dict):
+        items = ((f"{where}.{k}" if where else str(k), v) for k, v in node.items())
+    elif isinstance(node, (list, tuple)):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(node))
+    else:
+        return None
+    for key, value in items:
+        found = _non_finite(value, key)
+        if found:
+            return found
+    return None
 
 
 def _loud(message: str) -> None:

@@ -8,6 +8,7 @@ cannot be right: a missing or corrupt file, another format, or another kind.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ def read_calibration_data(path: str | Path, kind: str) -> dict[str, Any]:
     path = Path(path)
     try:
         doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise CalibrationFileError(f"cannot read calibration file {path}: {exc}") from exc
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
         raise CalibrationFileError(f"{path} is not a {FORMAT} v{VERSION} file")
@@ -44,6 +45,8 @@ def workspace_limits(path: str | Path) -> dict[str, list[float]]:
         high = [float(v) for v in data["workspace_high"]]
     except (KeyError, TypeError, ValueError) as exc:
         raise CalibrationFileError(f"{path}: workspace_low/workspace_high missing or not numbers") from exc
+    if not all(math.isfinite(v) for v in low + high):  # NaN compares False: it would pass `lo >= hi`
+        raise CalibrationFileError(f"{path}: workspace bounds must be finite numbers, got {low} / {high}")
     if len(low) != 3 or len(high) != 3 or any(lo >= hi for lo, hi in zip(low, high)):
         raise CalibrationFileError(f"{path}: need 3 values each with low < high, got {low} / {high}")
     return {"workspace_low": low, "workspace_high": high}
