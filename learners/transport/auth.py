@@ -65,6 +65,11 @@ def _load(path: str | None, what: str, secret: bool) -> tuple[bytes, bytes | Non
         raise CurveSetupError(f"CURVE is enabled but transport.curve.{what} is not set")
     if not Path(path).is_file():
         raise CurveSetupError(f"CURVE key file {path} ({what}) does not exist")
+    if secret:
+        mode = Path(path).stat().st_mode & 0o777
+        if mode & 0o077:  # like ssh: a secret key others can read is no secret
+            raise CurveSetupError(f"CURVE secret key {path} ({what}) has mode {mode:#o}: group or others may "
+                                  f"read it; run `chmod 600 {path}`")
     public, secret_key = zmq.auth.load_certificate(path)
     if secret and not secret_key:
         raise CurveSetupError(f"{path} ({what}) holds no secret key; use the .key_secret file")
@@ -97,6 +102,10 @@ class ServerAuth:
         clients = self.curve.authorized_clients_dir
         if not clients or not Path(clients).is_dir():
             raise CurveSetupError(f"transport.curve.authorized_clients_dir={clients!r} is not a directory")
+        if not any(Path(clients).glob("*.key")):
+            raise CurveSetupError(f"transport.curve.authorized_clients_dir={clients!r} holds no .key file: no actor "
+                                  "could connect (authorize one with `python -m learners.transport.auth ... "
+                                  "--authorized DIR`)")
         from zmq.auth.thread import ThreadAuthenticator
 
         rejections = self.rejections

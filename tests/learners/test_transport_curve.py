@@ -83,3 +83,23 @@ def test_missing_key_files_fail_loudly(keys):
     with pytest.raises(CurveSetupError):  # a public file where a secret one is needed
         WeightSubscriber(fast_cfg(curve=_client(keys, keys / "actor_ok.key")), port=1).start()
     assert authorize(keys / "learner.key", keys / "other").name == "learner.key"
+
+
+def test_group_or_world_readable_secret_keys_and_an_empty_authorized_dir_are_refused(keys, tmp_path):
+    """Issue 15 (9): a 0666 secret key is no secret; an empty authorised-keys folder lets no actor in."""
+    loose = tmp_path / "loose"
+    _, secret = generate_keys(loose, "learner")
+    secret.chmod(0o666)
+    server = CurveConfig(enabled=True, server_secret_file=str(secret), authorized_clients_dir=str(keys / "authorized"))
+    with pytest.raises(CurveSetupError, match="chmod 600"):
+        TransitionReceiver(fast_cfg(curve=server)).start()
+    client_secret = keys / "actor_ok.key_secret"
+    client_secret.chmod(0o644)
+    with pytest.raises(CurveSetupError, match="group or others"):
+        TransitionSender(fast_cfg(curve=_client(keys, client_secret)), "ok").start()
+    client_secret.chmod(0o600)
+    (tmp_path / "empty").mkdir()
+    empty = CurveConfig(enabled=True, server_secret_file=str(keys / "learner.key_secret"),
+                        authorized_clients_dir=str(tmp_path / "empty"))
+    with pytest.raises(CurveSetupError, match="holds no .key file"):
+        WeightPublisher(fast_cfg(curve=empty)).start()
