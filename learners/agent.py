@@ -27,7 +27,7 @@ import torch
 from learners.updates import UPDATES
 from policies.base import BasePolicy, ZeroBasePolicy
 from policies.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from policies.critics import CriticEnsemble
+from policies.critics import CriticEnsemble, forward_heads
 from policies.encoders import EncoderConfig, ObservationEncoder, ObsSpec, obs_to_tensors
 from policies.residual import ACTORS, compose_action
 
@@ -86,6 +86,7 @@ class AgentConfig:
     normalize_q: bool = False
     gate: bool = False
     gate_kappa: float = 1.0
+    gate_heads: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.encoder, Mapping):
@@ -108,6 +109,8 @@ class AgentConfig:
             raise ValueError("explore_hold must be >= 1 and normalizer_updates >= 0")
         if self.bc_weight < 0 or self.actor_pessimism < 0 or self.gate_kappa < 0 or self.residual_l2 < 0:
             raise ValueError("bc_weight, actor_pessimism, gate_kappa and residual_l2 must be >= 0")
+        if not 0 <= self.gate_heads <= self.num_critics:
+            raise ValueError("need 0 <= gate_heads <= num_critics (0 = all heads)")
         if self.gate and self.mode != "residual":
             raise ValueError("gate=true needs mode=residual (it falls back to the base action)")
         self.device = resolve_device(self.device)
@@ -228,11 +231,17 @@ class Agent:
         acts = torch.as_tensor(np.asarray(actions, np.float32), device=self.device)
         return self.critic(feat.expand(len(acts), -1), acts).cpu().numpy()
 
+    def _gate_head_ids(self) -> torch.Tensor:
+        """The critic heads the gate asks (the first ``gate_heads``; all when 0): only those travel
+        to the actor, which keeps the weights message small for GPU-sized critics."""
+        k = self.cfg.gate_heads or self.cfg.num_critics
+        return torch.arange(k, device=self.device)
+
     def _gate(self, feat: torch.Tensor, base_t: torch.Tensor, residual_t: torch.Tensor) -> bool:
         """True when the critic ensemble's lower confidence bound says base + residual beats the base:
         ``mean_e(A_e) - gate_kappa * std_e(A_e) > 0`` with ``A_e = Q_e(s, base + s*r) - Q_e(s, base)``."""
         acts = torch.cat([compose_action(base_t, residual_t, self.scale), base_t], 0)
-        q = self.critic(feat.expand(2, -1), acts)  # (E, 2)
+        q = forward_heads(self.critic, feat.expand(2, -1), acts, self._gate_head_ids())  # (K, 2)
         adv = q[:, 0] - q[:, 1]
         std = adv.std() if adv.numel() > 1 else torch.zeros(())
         return bool(adv.mean() - self.cfg.gate_kappa * std > 0)
@@ -333,7 +342,8 @@ class Agent:
         enc = self.encoder.state_dict()
         out.update({f"encoder.{k}": enc[k].detach().cpu().numpy().copy() for k in self._trainable_encoder_keys()})
         if self.cfg.gate:  # the actor's gate asks the critic whether the residual beats the base
-            out.update({f"critic.{k}": v.detach().cpu().numpy().copy() for k, v in self.critic.state_dict().items()})
+            k = self.cfg.gate_heads or self.cfg.num_critics  # every critic tensor is (E, ...)
+            out.update({f"critic.{n}": v[:k].detach().cpu().numpy().copy() for n, v in self.critic.state_dict().items()})
         return out
 
     def load_trainable(self, state: Mapping[str, np.ndarray]) -> None:
@@ -356,8 +366,11 @@ class Agent:
             parts[prefix][key] = t
         self.actor.load_state_dict(parts["actor"])
         self.encoder.load_state_dict(parts["encoder"], strict=False)
-        if parts["critic"]:
-            self.critic.load_state_dict(parts["critic"])
+        if parts["critic"]:  # the gate's heads: the first gate_heads of the ensemble
+            with torch.no_grad():
+                own = self.critic.state_dict()
+                for n, t in parts["critic"].items():
+                    own[n][: t.shape[0]].copy_(t)
 
     def state_dict(self) -> dict[str, Any]:
         """Full learner state: all networks, targets, optimisers, ``log_alpha``, counters."""

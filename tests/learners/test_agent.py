@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -119,3 +121,117 @@ def test_full_checkpoint_restores_optimisers_and_temperature(tmp_path):
     torch.manual_seed(1)
     m2 = back.update(batch)
     assert m1["critic_loss"] == pytest.approx(m2["critic_loss"], rel=1e-4)
+
+
+# ---------------------------------------------------------------- the residual's contract with its base
+def _linear_critic(agent: Agent, slope: float) -> None:
+    """Make every critic head ``Q = slope * action[0]`` (no hidden layer, identical heads)."""
+    from policies.critics import CriticEnsemble
+
+    agent.critic = CriticEnsemble(agent.encoder.out_dim, 7, agent.cfg.num_critics, (), False)
+    with torch.no_grad():
+        agent.critic.net[0].weight.zero_()
+        agent.critic.net[0].bias.zero_()
+        agent.critic.net[0].weight[:, agent.encoder.out_dim + 0, 0] = slope
+    agent.critic_target = copy.deepcopy(agent.critic).requires_grad_(False)
+    agent.critic_optim = torch.optim.SGD(agent.critic.parameters(), lr=0.0)  # the critic stays as set
+    agent.critic_params = list(agent.critic.parameters())
+
+
+@pytest.mark.parametrize("slope, gate_open", [(1.0, True), (-1.0, False)])
+def test_gate_keeps_the_base_unless_the_critic_is_confident_the_residual_is_better(slope, gate_open):
+    agent = Agent(SPEC, AgentConfig(gate=True, gate_kappa=1.0, **SMALL), ConstantBase())
+    obs = {"state": np.ones(6, np.float32)}
+    action, base, residual = agent.act(obs, deterministic=True)
+    assert not agent.gate_open and np.array_equal(action, base)  # zero residual at init: nothing to gain
+    with torch.no_grad():
+        agent.actor.net[-1].bias.fill_(0.5)  # the residual now pushes every dim by +tanh(0.5)
+    _linear_critic(agent, slope)
+    action, base, residual = agent.act(obs, deterministic=True)
+    assert agent.gate_open is gate_open
+    assert np.array_equal(action, base) is (not gate_open)
+    # disagreeing heads (a wide ensemble spread) close the gate even when the mean says "better"
+    with torch.no_grad():
+        agent.critic.net[0].weight[0, agent.encoder.out_dim, 0] = 20.0 * slope
+        agent.critic.net[0].weight[1:, agent.encoder.out_dim, 0] = -slope
+    agent.act(obs, deterministic=True)
+    assert not agent.gate_open
+
+
+def test_gate_heads_travel_with_the_weights_and_decide_the_same_on_the_actor():
+    cfg = AgentConfig(gate=True, gate_heads=2, **SMALL)
+    learner, actor_side = Agent(SPEC, cfg), Agent(SPEC, cfg, ConstantBase())
+    with torch.no_grad():
+        learner.actor.net[-1].bias.fill_(0.5)
+    _linear_critic(learner, 1.0)
+    state = learner.trainable_state()
+    assert state["critic.net.0.weight"].shape[0] == 2  # only the gate's heads are sent
+    _linear_critic(actor_side, -1.0)
+    actor_side.load_trainable(state)
+    actor_side.act({"state": np.ones(6, np.float32)}, deterministic=True)
+    assert actor_side.gate_open
+
+
+def test_weights_of_another_network_size_are_refused_with_a_clear_error():
+    small = Agent(SPEC, AgentConfig(**SMALL))
+    wide = Agent(SPEC, AgentConfig(**{**SMALL, "actor_hidden": (32, 32)}))
+    with pytest.raises(ValueError, match="different network sizes"):
+        small.load_trainable(wide.trainable_state())
+
+
+def test_state_normaliser_is_learned_from_batches_then_frozen_and_travels_to_the_actor():
+    cfg = AgentConfig(normalizer_updates=5, **SMALL)
+    learner, actor_side = Agent(SPEC, cfg), Agent(SPEC, cfg)
+    buf = ReplayBuffer(SPEC, 2000, seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(1000):
+        s = (rng.normal(size=6) * [1, 10, 100, 1, 1, 1] + [0, 5, -50, 0, 0, 0]).astype(np.float32)
+        buf.add({"obs": {"state": s}, "next_obs": {"state": s}, "action": np.zeros(7, np.float32),
+                 "reward": 0.0, "terminated": False, "truncated": True})
+    for _ in range(5):
+        learner.update(buf.sample(64))
+    mean, std = learner.encoder.state_mean.numpy(), learner.encoder.state_std.numpy()
+    assert mean[2] == pytest.approx(-50, abs=15) and std[2] == pytest.approx(100, rel=0.3) and std[0] < 2
+    learner.update(buf.sample(64))
+    assert np.array_equal(learner.encoder.state_mean.numpy(), mean)  # frozen after normalizer_updates
+    assert torch.equal(learner.target_encoder.state_mean, learner.encoder.state_mean)
+    actor_side.load_trainable(learner.trainable_state())
+    assert torch.equal(actor_side.encoder.state_std, learner.encoder.state_std)
+
+
+def test_exploration_noise_is_held_for_explore_hold_steps_and_reset_per_episode():
+    agent = Agent(SPEC, AgentConfig(explore_hold=3, explore_sigma=0.3, **SMALL), ConstantBase())
+    obs = {"state": np.zeros(6, np.float32)}
+    r = [agent.act(obs)[2] for _ in range(4)]
+    assert np.array_equal(r[0], r[1]) and np.array_equal(r[1], r[2]) and not np.array_equal(r[2], r[3])
+    agent.reset()
+    assert not np.array_equal(agent.act(obs)[2], r[3])
+
+
+@pytest.mark.parametrize("q_filter, moves_to_label", [(False, True), (True, False)])
+def test_bc_term_pulls_the_residual_to_human_labels_only_where_the_critic_agrees(q_filter, moves_to_label):
+    torch.manual_seed(0)
+    cfg = AgentConfig(bc_weight=5.0, q_filter=q_filter, critic_lr=0.0, actor_lr=3e-3, critic_warmup_updates=0,
+                      actor_delay=1, **SMALL)
+    agent = Agent(SPEC, cfg)
+    batch = _filled_buffer(200).sample(64)
+    label = np.full((64, 7), 0.8, np.float32)
+    batch.update(residual_action=label, labelled=np.ones(64, bool),
+                 action=np.clip(batch["base_action"] + 0.1 * label, -1, 1))
+    _linear_critic(agent, -1.0)  # the critic says the human's (larger a0) action is worse: filter it out
+    for _ in range(150):
+        m = agent.update(batch)
+    residual = agent.actor(agent.encoder(agent_obs(batch)), torch.as_tensor(batch["base_action"])).detach().numpy()
+    assert bool(np.abs(residual - 0.8).mean() < 0.2) is moves_to_label
+    assert m["bc_keep_rate"] == (0.0 if q_filter else 1.0)
+
+
+def agent_obs(batch):
+    return {"state": torch.as_tensor(batch["obs"]["state"])}
+
+
+def test_device_auto_resolves_and_missing_cuda_is_a_clear_error():
+    assert AgentConfig(device="auto", **{k: v for k, v in SMALL.items()}).device in ("cpu", "cuda")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            AgentConfig(device="cuda")
