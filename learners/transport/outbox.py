@@ -135,6 +135,28 @@ class Outbox:
         else:
             self._spill(key, data)
 
+    def write_ahead(self, key: Key, data: bytes) -> None:
+        """Write ``key``'s frame to its spill file now (fsynced), before :meth:`adopt`
+        registers it. Touches only that file, so the sender may call it from the actor's
+        thread while the I/O thread owns the rest of the outbox.
+
+        Raises:
+            OutboxFull: no spill directory, or the disk limit would be passed.
+        """
+        if self.directory is None:
+            raise OutboxFull("write-ahead needs a spill directory")
+        if self.disk_bytes + len(data) > self.max_disk_bytes:  # read without a lock: an estimate
+            raise OutboxFull(f"outbox spill directory {self.directory} reached its {self.max_disk_bytes}-byte limit")
+        _atomic_write(self._path(key), data)
+
+    def adopt(self, key: Key, size: int) -> None:
+        """Register a frame already written by :meth:`write_ahead`."""
+        if key in self._entries:
+            raise KeyError(f"duplicate outbox key {key}")
+        self._entries[key] = None
+        self._disk_sizes[key] = size
+        self.disk_bytes += size
+
     def get(self, key: Key) -> bytes:
         """The frame of ``key`` (read from disk if spilled)."""
         data = self._entries[key]

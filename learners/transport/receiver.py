@@ -308,12 +308,21 @@ class TransitionReceiver(LearnerSocketOwner):
                 if msg.kind == "ping":
                     self._counts["pings"] += 1
                     self._advance(identity, msg.fields["actor"], msg.fields["floors"])
-                    pong = pong or wire.encode("pong", {"learner": self.instance_id})
+                    pong = pong or wire.encode("pong", {"learner": self.instance_id, **self._spec_field()})
                     self._send(identity, pong)
                 else:
                     self._on_transition(identity, msg)
             except Exception as exc:  # noqa: BLE001 - one message never stops the receiver
                 self.rejections.reject("internal", f"{type(exc).__name__}: {exc}")
+
+    def _spec_field(self) -> dict[str, Any]:
+        """The learner states its transition spec in every pong (the handshake): an actor
+        with another layout learns it before it streams, see ``TransitionSender.learner_spec``."""
+        if self.expected is None:
+            return {}
+        entries = [[name, dt, list(shape), True] for name, (dt, shape) in self.expected.items()]
+        entries += [[name, dt, list(shape), False] for name, (dt, shape) in (self.optional or {}).items()]
+        return {"spec": entries}
 
     def _advance(self, identity: bytes, actor: str, floors: list[list[int]]) -> None:
         """Forget seqs the actor says are settled (below its floors): de-dup state stays O(1).

@@ -54,12 +54,16 @@ class TransitionSender:
             found there from a previous run are re-sent.
         expected: optional spec (see :func:`wire.array_spec`) every transition must match;
             :meth:`send` raises ``wire.SpecMismatch``/``wire.NonFinite`` at the source.
+        use_learner_spec: once the learner has stated its transition spec (in its pongs,
+            :attr:`learner_spec`), :meth:`send` raises ``wire.SpecMismatch`` with a clear
+            message for a transition of another layout instead of streaming it to be refused.
 
     Use as ``with TransitionSender(cfg, "robot0") as tx: tx.send(transition, version)``.
     """
 
     def __init__(self, cfg: TransportConfig, actor_id: str, port: int | None = None,
-                 outbox_dir: str | Path | None = None, expected: Mapping[str, Any] | None = None) -> None:
+                 outbox_dir: str | Path | None = None, expected: Mapping[str, Any] | None = None,
+                 use_learner_spec: bool = True) -> None:
         if not wire._is_str(actor_id):
             raise ValueError(f"actor_id must be a non-empty string of <= {wire.MAX_NAME_LEN} chars")
         self.cfg = cfg
@@ -82,6 +86,8 @@ class TransitionSender:
         self._counts = {"sent": 0, "resent": 0, "acked": 0, "pings": 0, "reconnects": 0, "unreadable": 0,
                         "refused": 0, "socket_resets": 0, "dropped_at_close": 0}
         self._refused_reasons: set[str] = set()
+        self.learner_spec: tuple[wire.Spec, wire.Spec] | None = None  # (required, optional), from the pong
+        self.use_learner_spec = use_learner_spec
         self._incoming_bytes = 0
 
     # ------------------------------------------------------------------ life cycle
@@ -103,6 +109,7 @@ class TransitionSender:
             self._ctx.term()
             raise
         self._waker = Waker()
+        self._write_ahead = self.cfg.outbox_memory_messages == 0 and self._outbox.directory is not None
         self._unsent: deque[Key] = deque(self._outbox.keys())
         self._in_flight: OrderedDict[Key, float] = OrderedDict()
         self._requeued: set[Key] = set()
@@ -221,10 +228,19 @@ class TransitionSender:
         if self._incoming_bytes > self.cfg.outbox_memory_bytes:  # the I/O thread cannot keep up
             raise OutboxFull(f"{self._incoming_bytes} bytes of transitions wait for the outbox "
                              f"(> outbox_memory_bytes {self.cfg.outbox_memory_bytes})")
-        if self.expected is not None:
+        if self.expected is not None or self.learner_spec is not None:
             flat = {k: np.asarray(v) for k, v in wire.flatten(transition).items()}
-            wire.check_arrays({k: v.astype(v.dtype.newbyteorder("<")) if v.dtype.byteorder == ">" else v
-                               for k, v in flat.items()}, self.expected)
+            flat = {k: v.astype(v.dtype.newbyteorder("<")) if v.dtype.byteorder == ">" else v for k, v in flat.items()}
+            if self.expected is not None:
+                wire.check_arrays(flat, self.expected)
+            if self.learner_spec is not None:
+                try:
+                    wire.check_arrays(flat, self.learner_spec[0], finite=False, optional=self.learner_spec[1])
+                except wire.SpecMismatch as exc:
+                    raise wire.SpecMismatch(
+                        f"transition sender {self.actor_id}: this transition does not match the spec the learner "
+                        f"stated ({exc}); the learner would refuse it. Give the actor and the learner the same "
+                        "observation and action config.") from None
         with self._lock:
             seq = self._seq
             fields = {"actor": self.actor_id, "stream": self.stream, "seq": seq,
@@ -232,6 +248,8 @@ class TransitionSender:
             data = wire.encode("transition", fields, transition)
             if len(data) > self.cfg.max_message_bytes:
                 raise ValueError(f"transition of {len(data)} bytes > max_message_bytes {self.cfg.max_message_bytes}")
+            if self._write_ahead:  # on disk (fsynced) before send() returns: a kill -9 loses nothing
+                self._outbox.write_ahead((self.stream, seq), data)
             self._seq += 1
             self._incoming.append(((self.stream, seq), data))
             self._incoming_bytes += len(data)
@@ -275,7 +293,10 @@ class TransitionSender:
         while self._incoming:
             key, data = self._incoming[0]
             try:
-                self._outbox.put(key, data)
+                if self._write_ahead:
+                    self._outbox.adopt(key, len(data))
+                else:
+                    self._outbox.put(key, data)
             except OutboxFull as exc:
                 if self._full_error is None:
                     log.error("transition sender %s: %s", self.actor_id, exc)
@@ -296,7 +317,7 @@ class TransitionSender:
             if seq < floors.get(stream, seq + 1):
                 floors[stream] = seq
         with self._lock:  # no seq can be assigned and not yet queued while we look
-            pending = [k[1] for k in self._incoming if k[0] == self.stream]
+            pending = [key[1] for key, _ in self._incoming if key[0] == self.stream]
             next_seq = self._seq
         floors[self.stream] = min([floors.get(self.stream, next_seq), next_seq, *pending])
         return [[s, f] for s, f in sorted(floors.items())[-1024:]]
@@ -344,6 +365,8 @@ class TransitionSender:
             self._counts["reconnects"] += 1
             self._requeue_in_flight("learner is back")
         self._learner_id = learner
+        if msg.kind == "pong" and "spec" in msg.fields and self.use_learner_spec:
+            self._on_learner_spec(msg.fields["spec"])
         if msg.kind == "ack":
             stream = msg.fields["stream"]
             refused = msg.fields.get("rejected")
@@ -362,6 +385,20 @@ class TransitionSender:
                             self._counts["acked"] += 1
                     elif key in self._outbox:
                         self._held.add(key)  # the learner has it; keep it until the final ack
+
+    def _on_learner_spec(self, entries: Any) -> None:
+        """Keep the transition spec the learner states in its pongs (ignored if malformed)."""
+        try:
+            required, optional = {}, {}
+            for name, dtype, shape, needed in entries[: wire.MAX_ARRAYS]:
+                if not (wire._is_str(name) and dtype in wire.ALLOWED_DTYPES and isinstance(shape, list)
+                        and all(wire._is_uint(x) for x in shape) and len(shape) <= wire.MAX_NDIM):
+                    raise ValueError(name)
+                (required if needed else optional)[name] = (dtype, tuple(shape))
+        except (TypeError, ValueError):
+            self.rejections.reject("bad_spec", f"learner spec {entries!r:.120} is malformed")
+            return
+        self.learner_spec = (required, optional)
 
     def _on_refused(self, stream: int, ranges: list[list[int]], why: str) -> None:
         """The learner refused these transitions (another layout, NaN): drop them."""

@@ -138,7 +138,9 @@ def test_wrong_layout_transitions_are_refused_and_the_learner_keeps_storing(lear
     cfg = fast_cfg(transitions_port=learner.port)
     before = learner.stored()
     bad = wrong_layouts()
-    with TransitionSender(cfg, "honest1") as honest, TransitionSender(cfg, "misconfigured") as wrong:
+    # an actor that does not check the spec the learner states (e.g. one from before the handshake)
+    with TransitionSender(cfg, "honest1") as honest, \
+            TransitionSender(cfg, "misconfigured", use_learner_spec=False) as wrong:
         _send_good(honest, 20)
         for tr in bad.values():
             wrong.send(tr, policy_version=0)
@@ -148,6 +150,10 @@ def test_wrong_layout_transitions_are_refused_and_the_learner_keeps_storing(lear
         assert honest.flush(30.0), honest.stats()
         assert wrong.flush(30.0), wrong.stats()
         assert wrong.stats()["refused"] == 2 * len(bad) and wrong.stats()["acked"] == 0
+        # the handshake: an actor that checks gets a clear error from send() instead
+        assert wait_for(lambda: honest.learner_spec is not None, 5.0)
+        with pytest.raises(wire.SpecMismatch, match="the learner would refuse it"):
+            honest.send(bad["obs_shape"], policy_version=0)
     assert learner.alive(), learner.log.read_text()[-3000:]
     assert learner.stored() - before == 40
     assert caplog.text.count("LEARNER REFUSED") == len({"spec_mismatch", "non_finite"})
@@ -406,3 +412,70 @@ def test_dedup_state_stays_bounded_under_garbage_and_stream_floods():
         finally:
             raw.close(0)
             ctx.term()
+
+
+def test_what_the_actor_loop_sends_matches_the_spec_the_learner_enforces():
+    """The other side of defect 1: an honest actor is never refused. The actor loop's real
+    transitions (including a truncated step) pass the learner's transition spec; a new
+    field sent by the actor must be added to ``learners.transport.spec``."""
+    import torch
+
+    from learners.actor_loop import ActorConfig, ActorLoop
+    from learners.agent import Agent
+    from learners.builders import agent_config
+    from learners.sim_obs import PrivilegedState
+    from learners.transport.spec import transition_spec
+    from policies.encoders import obs_spec_from_space
+    from robot_env import make_env
+
+    torch.set_num_threads(1)
+    env = PrivilegedState(make_env({"task": {"name": "reach", "episode_steps": 30}}))
+    spec = obs_spec_from_space(env.observation_space)
+    required, optional = transition_spec(spec, int(env.action_space.shape[0]))
+    agent = Agent(spec, agent_config(ACTOR_AGENT, action_dim=int(env.action_space.shape[0])))
+    cfg = fast_cfg()
+    try:
+        with TransitionReceiver(cfg, expected=required, optional=optional) as rx, \
+                TransitionSender(cfg, "actor0", port=rx.port) as tx:
+            loop = ActorLoop(env, agent, ActorConfig(total_steps=40, log_every_episodes=0), sender=tx)
+            loop.run()
+            got = []
+            deadline = time.monotonic() + 20
+            while len(got) < 40 and time.monotonic() < deadline:
+                got += rx.poll(timeout_s=0.05)
+            assert rx.rejections.counts() == {}, rx.rejections.counts()
+            assert len(got) == 40 and tx.stats()["refused"] == 0
+            assert any(bool(t.data["truncated"]) for t in got), "no truncated step exercised"
+    finally:
+        env.close()
+
+
+WRITE_AHEAD_ACTOR = r"""
+import os, signal, sys
+from learners.transport import TransitionSender
+from tests.learners.test_faults import good_transition
+from tests.learners.transport_helpers import fast_cfg, free_port
+cfg = fast_cfg(transitions_port=free_port(), outbox_memory_messages=0, outbox_dir=sys.argv[1])
+tx = TransitionSender(cfg, "robot9").start()
+for i in range(int(sys.argv[2])):
+    tx.send(good_transition(i), policy_version=0)
+os.kill(os.getpid(), signal.SIGKILL)  # right after the last send() returned
+"""
+
+
+def test_write_ahead_outbox_survives_kill_9_right_after_send(tmp_path):
+    """Defect 9 (durability): with ``outbox_memory_messages=0`` every transition is on
+    disk before ``send`` returns; an actor killed at once loses none of them."""
+    n = 200
+    out = subprocess.run([sys.executable, "-c", WRITE_AHEAD_ACTOR, str(tmp_path / "outbox"), str(n)],
+                         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=60)
+    assert out.returncode == -signal.SIGKILL, out.stderr[-2000:]
+    assert len(list((tmp_path / "outbox").glob("*.msg"))) == n
+    cfg = fast_cfg(outbox_memory_messages=0, outbox_dir=str(tmp_path / "outbox"))
+    with TransitionReceiver(cfg) as rx, TransitionSender(cfg, "robot9", port=rx.port) as tx:
+        got = []
+        deadline = time.monotonic() + 20
+        while len(got) < n and time.monotonic() < deadline:
+            got += rx.poll(timeout_s=0.05)
+        assert tx.flush(10.0), tx.stats()
+    assert sorted(int(t.data["reward"]) for t in got) == list(range(n))
