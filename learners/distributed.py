@@ -51,6 +51,18 @@ def init_from_env(device: str = "cpu") -> str:
     return "cpu"
 
 
+def shutdown() -> None:
+    """Leave the process group cleanly (no-op when not distributed): wait for every rank,
+    then destroy the group. A rank that exits while another still holds gloo connections
+    can abort it ("terminate called without an active exception")."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
 def average_gradients(params: list[torch.nn.Parameter]) -> None:
     """All-reduce and average the gradients of ``params`` (no-op when not distributed)."""
     n = world_size()

@@ -140,6 +140,7 @@ def main(cfg) -> int:
 
     out = run_dir()
     summary = run_learner(to_container(cfg), out)
+    distributed.shutdown()  # every rank leaves the process group together (not after an error: no barrier)
     if distributed.rank() > 0:
         return 0
     (out / "learner_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")

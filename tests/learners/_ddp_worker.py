@@ -48,7 +48,7 @@ def main(out: str) -> None:
         json.dump({"world": distributed.world_size(), "updates": n, "ranks_identical": same,
                    "loss_first": float(np.mean(losses[:10])), "loss_last": float(np.mean(losses[-10:])),
                    "log_alpha": float(agent.log_alpha)}, open(out, "w"))
-    dist.destroy_process_group()
+    distributed.shutdown()  # barrier, then destroy: no rank tears gloo down under another
 
 
 if __name__ == "__main__":
