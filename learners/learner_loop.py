@@ -316,6 +316,9 @@ class LearnerLoop:
                "perf/transitions_per_s": (self.env_steps - env) / dt,
                "perf/policy_lag": float(np.mean(self.policy_lag)) if self.policy_lag else 0.0,
                "replay/online": len(self.replay.online), "replay/demo": len(self.replay.demo)}
+        rejections = getattr(self.receiver, "rejections", None)  # refused messages, by reason (issue 15)
+        if rejections is not None:
+            out.update({f"transport/rejected_{reason}": float(n) for reason, n in rejections.counts().items()})
         if self.writer is not None:
             for k, v in out.items():
                 self.writer.add_scalar(k, v, self.env_steps)

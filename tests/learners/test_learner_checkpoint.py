@@ -140,3 +140,11 @@ def test_idle_learner_killed_while_rewriting_its_checkpoint_always_restarts(tmp_
                          capture_output=True, text=True, timeout=100)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "resumed 20/20" in out.stdout
+
+
+def test_refused_messages_reach_the_learner_metrics(tmp_path):
+    """Refusals by reason are logged to TensorBoard with the learner's other metrics."""
+    loop = make_loop(tmp_path)
+    loop.receiver.rejections.reject("spec_mismatch", "an actor with another observation config")
+    loop.receiver.rejections.reject("spec_mismatch", "again")
+    assert loop.log_metrics()["transport/rejected_spec_mismatch"] == 2.0
