@@ -8,6 +8,7 @@ Episode control comes from the keyboard (terminal or console window): ``s`` succ
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -105,7 +106,12 @@ def record_episodes(env: InterventionWrapper, writer: EpisodeWriter, n_episodes:
     max_attempts = max_attempts or 4 * n_episodes
     stats = RecordStats()
     status = ConsoleStatus(episodes_target=n_episodes)
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     bar = tqdm(total=n_episodes, desc="episodes", unit="ep", disable=not progress, leave=True)
+    # log lines go through tqdm.write above the bar instead of through the middle of it
+    redirect = logging_redirect_tqdm() if progress else contextlib.nullcontext()
+    redirect.__enter__()
     if console is not None:
         console.attach_progress_bar(bar)
     first = True
@@ -143,6 +149,7 @@ def record_episodes(env: InterventionWrapper, writer: EpisodeWriter, n_episodes:
                     stats.kept)
     finally:
         bar.close()
+        redirect.__exit__(None, None, None)
         if writer.recording:
             writer.discard()  # an unfinished episode is never written
     return stats
