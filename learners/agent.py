@@ -111,8 +111,6 @@ class AgentConfig:
             raise ValueError("bc_weight, actor_pessimism, gate_kappa and residual_l2 must be >= 0")
         if not 0 <= self.gate_heads <= self.num_critics:
             raise ValueError("need 0 <= gate_heads <= num_critics (0 = all heads)")
-        if self.gate and self.mode != "residual":
-            raise ValueError("gate=true needs mode=residual (it falls back to the base action)")
         self.device = resolve_device(self.device)
 
     @classmethod
@@ -275,7 +273,7 @@ class Agent:
                 residual_t = self.actor.explore(feat, base_t)
             else:
                 residual_t = self.actor(feat, base_t)
-            if self.cfg.gate:
+            if self.cfg.gate and self.cfg.mode == "residual":  # rlpd has no base to fall back to
                 self.gate_open = self._gate(feat, base_t, residual_t)
                 self.gate_stats["open" if self.gate_open else "closed"] += 1
                 if not self.gate_open:
@@ -341,7 +339,7 @@ class Agent:
         out = {f"actor.{k}": v.detach().cpu().numpy().copy() for k, v in self.actor.state_dict().items()}
         enc = self.encoder.state_dict()
         out.update({f"encoder.{k}": enc[k].detach().cpu().numpy().copy() for k in self._trainable_encoder_keys()})
-        if self.cfg.gate:  # the actor's gate asks the critic whether the residual beats the base
+        if self.cfg.gate and self.cfg.mode == "residual":  # the actor's gate asks the critic whether the residual beats the base
             k = self.cfg.gate_heads or self.cfg.num_critics  # every critic tensor is (E, ...)
             out.update({f"critic.{n}": v[:k].detach().cpu().numpy().copy() for n, v in self.critic.state_dict().items()})
         return out

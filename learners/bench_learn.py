@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"
 QUICK_REFERENCE = RESULTS / "learn_quick_reference.json"
-METHODS = ("bc", "rlpd", "residual", "residual_hil")
+METHODS = ("bc", "residual_hil", "residual", "rlpd")  # run in this order: the key comparison lands first
 
 # method -> (learner config file, overrides of it, uses the simulated operator)
 METHOD_SPECS: dict[str, tuple[str, dict[str, Any], bool]] = {
@@ -92,6 +92,11 @@ class StudyConfig:
             for the base and every method and point: paired comparisons).
         eval_seed: first evaluation reset seed.
         diagnostics: sim only: oracle ceiling and the critic's oracle-vs-base ranking.
+        report_only: run nothing; summarise the run files that exist (seeds with every method
+            finished), e.g. while a long study is still running in another process.
+        gym_env: the ``env`` config group of a gymnasium env (``robot_env.gym_env.GymEnvConfig``)
+            for the variant ``gym/state``: any user simulator, its ``expert`` as demonstrator and
+            (through ``ExpertOperator``) as the simulated operator.
         learning_starts: online transitions before the first update.
         agent: overrides applied to every learner config (CPU-sized networks, short warm-ups).
         operator_skill: the simulated operator's skill in [0, 1].
@@ -123,6 +128,8 @@ class StudyConfig:
         "batch_size": 128, "device": "cpu",
         "encoder": {"channels": 16, "latent_dim": 32, "image_size": 64}})
     diagnostics: bool = True
+    report_only: bool = False
+    gym_env: dict[str, Any] = dataclasses.field(default_factory=dict)
     operator_skill: float = 0.8
     image_size: int = 128
     tolerance: float = 0.2
@@ -174,11 +181,21 @@ def study_config(cfg: Mapping[str, Any]) -> StudyConfig:
 
 
 # ----------------------------------------------------------------------------- pieces
-def make_variant_env(variant: str, image_size: int = 128) -> Any:
-    """The sim env of ``"<task>/<obs>"``: privileged state, or two cameras + proprio."""
+def is_gym(variant: str) -> bool:
+    """``gym/state``: the study's configured gymnasium env instead of a built-in task."""
+    return variant.partition("/")[0] == "gym"
+
+
+def make_variant_env(variant: str, image_size: int = 128, gym_env: Mapping[str, Any] | None = None) -> Any:
+    """The sim env of ``"<task>/<obs>"``: privileged state, or two cameras + proprio; ``gym/state``
+    builds the gymnasium env of ``gym_env`` (its own observations)."""
     from learners.sim_obs import PrivilegedState
     from robot_env import make_env
 
+    if is_gym(variant):
+        if not gym_env:
+            raise ValueError("variant 'gym/state' needs a gymnasium env: hilr bench learn env=gym env.id=<id> env.expert=...")
+        return make_env({"env": dict(gym_env)})
     task, _, obs = variant.partition("/")
     if obs == "state":
         return PrivilegedState(make_env({"task": {"name": task}, "camera": None}))
@@ -227,11 +244,17 @@ class OperatorOnReset:
 
 
 def collect_demos(env: Any, task: str, n: int, noise: float, seed: int) -> list[dict[str, np.ndarray]]:
-    """``n`` successful episodes of the noisy scripted expert (reset seeds from ``seed``)."""
+    """``n`` successful episodes of the noisy scripted expert (reset seeds from ``seed``); for a
+    gymnasium env, of its configured ``env.expert`` (its imperfection is the expert's own)."""
     from learners.rollout import collect_episodes
     from robot_env.sim.experts import make_expert
 
-    expert = make_expert(env.unwrapped.task, noise=noise, seed=seed)
+    if task == "gym":
+        from robot_env.gym_env import load_expert
+
+        expert = load_expert(env)
+    else:
+        expert = make_expert(env.unwrapped.task, noise=noise, seed=seed)
     return collect_episodes(env, expert.act, n, seed=seed * 1000, reset=expert.reset, only_successful=True)
 
 
@@ -306,11 +329,11 @@ def run_method(name: str, variant: str, study: StudyConfig, seed: int, base: Any
                 "seconds": 0.0, "updates": 0}
     _, _, with_operator = METHOD_SPECS[name]
     task = variant.partition("/")[0]
-    env = make_variant_env(variant, study.image_size)
-    eval_env = make_variant_env(variant, study.image_size)
+    env = make_variant_env(variant, study.image_size, study.gym_env)
+    eval_env = make_variant_env(variant, study.image_size, study.gym_env)
     try:
         spec = obs_spec_from_space(env.observation_space)
-        acfg = agent_config(learner_values(name, study, seed, files))
+        acfg = agent_config(learner_values(name, study, seed, files), action_dim=int(env.action_space.shape[0]))
         agent = Agent(spec, acfg, base)
         replay = build_replay(spec, acfg)
         scale = acfg.scale_array()
@@ -318,7 +341,12 @@ def run_method(name: str, variant: str, study: StudyConfig, seed: int, base: Any
             replay.demo.add_episode(ep if acfg.mode != "rlpd" else {k: v for k, v in ep.items() if k != "base_action"},
                                     scale=scale)
         operator = None
-        if with_operator:
+        if with_operator and is_gym(variant):
+            from robot_env.gym_env import ExpertOperator, load_expert
+
+            operator = ExpertOperator(load_expert(env), seed=seed)
+            env = operator.wrap(env)
+        elif with_operator:
             operator = OperatorOnReset(task, study.operator_skill, seed)
             env = operator.wrap(env)
         act = lambda o: agent.act(o, deterministic=True)[0]  # noqa: E731
@@ -412,13 +440,13 @@ def _seed_setup(variant: str, vs: StudyConfig, seed: int, scale: np.ndarray) -> 
 
     task, _, obs = variant.partition("/")
     torch.manual_seed(seed)
-    env = make_variant_env(variant, vs.image_size)
+    env = make_variant_env(variant, vs.image_size, vs.gym_env)
     try:
         demos = collect_demos(env, task, vs.demos, vs.expert_noise, seed)
         base = train_base(demos, vs, seed, images=obs == "image")
         info = {"base": evaluate_paired(env, base.act, vs, base.reset)}
         probes = None
-        if vs.diagnostics:
+        if vs.diagnostics and not is_gym(variant):  # the oracle needs a built-in task's expert
             info["oracle"] = oracle_ceiling(env, base, env.unwrapped.task, scale, vs.eval_episodes, vs.eval_seed)
             probes = probe_states(env, base, env.unwrapped.task, scale, 5, vs.eval_seed + 10_000)
             info["probe_states"] = len(probes["obs"])
@@ -452,6 +480,9 @@ def run_study(study: StudyConfig, progress: bool = True, runs_dir: Path | None =
         for seed in range(study.seeds):
             folder = runs_dir / variant.replace("/", "_") / f"seed{seed}" if runs_dir else None
             todo = [m for m in methods if folder is None or not (folder / f"{m}.json").exists()]
+            if study.report_only and (folder is None or todo or not (folder / "base.json").exists()):
+                bar.update(len(methods))
+                continue
             base = probes = demos = None
             if todo or folder is None or not (folder / "base.json").exists():
                 base, demos, info, probes = _seed_setup(variant, vs, seed, residual_scale)
@@ -471,8 +502,11 @@ def run_study(study: StudyConfig, progress: bool = True, runs_dir: Path | None =
                         _write_json(path, run)
                 runs[m].append(run)
                 bar.update(1)
+        if not seeds_info:
+            continue
         base_runs = [i["base"]["successes"] for i in seeds_info]
         results[variant] = {m: summarise(r, base_runs) for m, r in runs.items()}
+        results[variant]["_seeds"] = len(seeds_info)
         results[variant]["_base_success_per_seed"] = [i["base"]["success_rate"] for i in seeds_info]
         if all("oracle" in i for i in seeds_info):
             results[variant]["_oracle_ceiling_per_seed"] = [i["oracle"]["success_rate"] for i in seeds_info]
@@ -507,6 +541,9 @@ def run(cfg: dict) -> dict:
     learn = {k: v for k, v in dict(cfg.get("learn") or {}).items() if v is not None}
     out_dir = Path(learn.pop("out_dir", None) or (run_dir() if quick else RESULTS))
     name = learn.pop("name", None) or ("learn_quick" if quick else "learn_full")
+    env_group = dict(cfg.get("env") or {})
+    if env_group.get("type") == "gym":  # hilr bench learn env=gym env.id=... : the user's simulator
+        learn = {"variants": ["gym/state"], **learn, "gym_env": env_group}
     study = study_config({"quick": quick, "learn": learn})
     result = run_study(study, progress=cfg.get("progress", True), runs_dir=out_dir / "runs" / name)
     result["quick"] = quick

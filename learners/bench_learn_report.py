@@ -81,6 +81,8 @@ def plot(result: Mapping[str, Any], path: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     variants = list(result["results"])
+    if not variants:
+        return []
     fig, axes = plt.subplots(1, len(variants), figsize=(5.2 * len(variants), 3.8), squeeze=False)
     seeds = result["config"]["seeds"]
     for ax, variant in zip(axes[0], variants):
@@ -94,7 +96,7 @@ def plot(result: Mapping[str, Any], path: Path) -> list[str]:
         oracle = block.get("_oracle_ceiling_per_seed")
         if oracle:
             ax.axhline(sum(oracle) / len(oracle), color="black", lw=1.0, ls="-.", label="oracle ceiling (bounded residual)")
-        ax.set_title(f"{variant} ({seeds} seeds)")
+        ax.set_title(f"{variant} ({block.get('_seeds', seeds)} seeds)")
         ax.set_xlabel("env steps")
         ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)

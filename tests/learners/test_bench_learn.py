@@ -94,3 +94,19 @@ def test_bench_actor_measures_both_modes():
         assert out[k]["n"] == 5 and out[k]["p50_ms"] > 0
     # a ratio measured in the same run (5 samples on a loaded CI box: its size is not asserted)
     assert out["ratio_p50"] == pytest.approx(out["base_residual"]["p50_ms"] / out["base"]["p50_ms"], rel=0.01)
+
+
+def test_study_runs_on_a_gymnasium_env_we_did_not_write(tmp_path):
+    pytest.importorskip("gymnasium_robotics")
+    from omegaconf import OmegaConf
+
+    env = OmegaConf.to_container(OmegaConf.load(bl.REPO / "launch" / "config" / "env" / "gym.yaml"))
+    learn = {**{k: v for k, v in TINY.items() if k != "variants"}, "methods": ["bc", "residual", "residual_hil"],
+             "out_dir": str(tmp_path), "name": "g"}
+    out = bl.run({"quick": True, "progress": False, "env": env, "learn": learn})
+    result = json.loads((tmp_path / "g.json").read_text())
+    block = result["results"]["gym/state"]
+    assert set(out["rows"][0]) >= {"variant", "method"} and block["residual"]["steps"] == [0, 20, 40]
+    assert block["residual_hil"]["intervention_steps_mean"] >= 0
+    run = json.loads((tmp_path / "runs" / "g" / "gym_state" / "seed0" / "residual.json").read_text())
+    assert run["learner"]["action_dim"] == 4  # FetchReach: [dx, dy, dz, gripper]
