@@ -6,7 +6,9 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from learners.transport import wire
@@ -89,9 +91,65 @@ class Waker:
         self._w.close()
 
 
+class ReconnectTimer:
+    """When to reopen an actor-side socket that hears nothing valid from the learner.
+
+    libzmq never reconnects a connection it dropped for a protocol error (an oversized
+    frame, for one), so the actor reopens the socket itself: after ``after_s`` of
+    silence, then after twice as long each time the silence goes on (at most 30 s, or
+    ``after_s`` if longer), back to ``after_s`` once the learner is heard again.
+    """
+
+    def __init__(self, after_s: float) -> None:
+        self.after_s = after_s
+        self.wait = after_s
+        self.last_reset = time.monotonic()
+        self.count = 0
+
+    def silent_s(self, last_rx: float | None, now: float) -> float:
+        """Seconds since the learner was last heard (or since the last reset)."""
+        return now - max(last_rx or 0.0, self.last_reset)
+
+    def due(self, last_rx: float | None, now: float) -> bool:
+        """True when the socket should be reopened now; call :meth:`reset` after reopening."""
+        if last_rx is not None and last_rx > self.last_reset:
+            self.wait = self.after_s  # heard since the last reset
+        return self.silent_s(last_rx, now) >= self.wait
+
+    def reset(self, now: float) -> None:
+        """Record a reopen at ``now`` and back off."""
+        self.count += 1
+        self.last_reset = now
+        self.wait = min(2 * self.wait, max(30.0, self.after_s))
+
+
 def random_id() -> int:
     """A random 63-bit id (learner instance ids)."""
     return int.from_bytes(os.urandom(8), "little") >> 1
+
+
+def routing_id(directory: str | os.PathLike | None, who: str = "transport") -> bytes:
+    """16 random bytes naming one actor's connection (first byte non-zero, as libzmq requires).
+
+    Kept in ``<directory>/routing_id`` (mode 0600) when a directory is given, so that a
+    restarted actor still owns, at the learner, the streams it re-sends from its outbox.
+    """
+    path = Path(directory) / "routing_id" if directory else None
+    if path is not None and path.exists():
+        try:
+            rid = bytes.fromhex(path.read_text().strip())
+            if len(rid) == 16 and rid[0]:
+                return rid
+        except (OSError, ValueError):
+            pass
+        logging.getLogger(__name__).warning("%s: %s unreadable; using a new routing id", who, path)
+    rid = bytes([os.urandom(1)[0] | 0x80]) + os.urandom(15)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(rid.hex())
+    return rid
 
 
 def to_ranges(seqs: list[int]) -> list[list[int]]:

@@ -39,6 +39,7 @@ from learners.transport import wire
 from learners.transport.auth import ServerAuth
 from learners.transport.common import LearnerSocketOwner, Rejections, SeqSet, Waker, random_id, to_ranges
 from learners.transport.config import TransportConfig
+from learners.transport.spec import stated_spec
 
 log = logging.getLogger(__name__)
 
@@ -318,11 +319,7 @@ class TransitionReceiver(LearnerSocketOwner):
     def _spec_field(self) -> dict[str, Any]:
         """The learner states its transition spec in every pong (the handshake): an actor
         with another layout learns it before it streams, see ``TransitionSender.learner_spec``."""
-        if self.expected is None:
-            return {}
-        entries = [[name, dt, list(shape), True] for name, (dt, shape) in self.expected.items()]
-        entries += [[name, dt, list(shape), False] for name, (dt, shape) in (self.optional or {}).items()]
-        return {"spec": entries}
+        return {"spec": stated_spec(self.expected, self.optional)} if self.expected is not None else {}
 
     def _advance(self, identity: bytes, actor: str, floors: list[list[int]]) -> None:
         """Forget seqs the actor says are settled (below its floors): de-dup state stays O(1).

@@ -22,7 +22,6 @@ backoff.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict, deque
@@ -35,9 +34,10 @@ import zmq
 
 from learners.transport import wire
 from learners.transport.auth import apply_client
-from learners.transport.common import Rejections, Waker
+from learners.transport.common import ReconnectTimer, Rejections, Waker, routing_id
 from learners.transport.config import TransportConfig
 from learners.transport.outbox import Key, Outbox, OutboxFull
+from learners.transport.spec import parse_stated_spec
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class TransitionSender:
         # Streams are microseconds since the epoch: unique per incarnation, increasing.
         newest = max((k[0] for k in self._outbox.keys()), default=0)
         self.stream = max(time.time_ns() // 1000, newest + 1)
-        self.routing_id = self._routing_id()
+        self.routing_id = routing_id(self.outbox_dir, f"transition sender {self.actor_id}")
         self._ctx = zmq.Context()
         try:
             self._sock = self._open_socket()
@@ -117,27 +117,6 @@ class TransitionSender:
         self._thread = threading.Thread(target=self._run, name=f"hilr-tx-{self.actor_id}", daemon=True)
         self._thread.start()
         return self
-
-    def _routing_id(self) -> bytes:
-        """16 random bytes naming this actor's connection (first byte non-zero, as libzmq
-        requires), kept in ``outbox_dir/routing_id`` (mode 0600) so that a restarted actor
-        still owns the streams it re-sends from its outbox."""
-        path = Path(self.outbox_dir) / "routing_id" if self.outbox_dir else None
-        if path is not None and path.exists():
-            try:
-                rid = bytes.fromhex(path.read_text().strip())
-                if len(rid) == 16 and rid[0]:
-                    return rid
-            except (OSError, ValueError):
-                pass
-            log.warning("transition sender %s: %s unreadable; using a new routing id", self.actor_id, path)
-        rid = bytes([os.urandom(1)[0] | 0x80]) + os.urandom(15)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(rid.hex())
-        return rid
 
     def _open_socket(self) -> zmq.Socket:
         sock = self._ctx.socket(zmq.DEALER)
@@ -389,16 +368,9 @@ class TransitionSender:
     def _on_learner_spec(self, entries: Any) -> None:
         """Keep the transition spec the learner states in its pongs (ignored if malformed)."""
         try:
-            required, optional = {}, {}
-            for name, dtype, shape, needed in entries[: wire.MAX_ARRAYS]:
-                if not (wire._is_str(name) and dtype in wire.ALLOWED_DTYPES and isinstance(shape, list)
-                        and all(wire._is_uint(x) for x in shape) and len(shape) <= wire.MAX_NDIM):
-                    raise ValueError(name)
-                (required if needed else optional)[name] = (dtype, tuple(shape))
-        except (TypeError, ValueError):
-            self.rejections.reject("bad_spec", f"learner spec {entries!r:.120} is malformed")
-            return
-        self.learner_spec = (required, optional)
+            self.learner_spec = parse_stated_spec(entries)
+        except ValueError as exc:
+            self.rejections.reject("bad_spec", f"the learner's stated spec is malformed: {exc}")
 
     def _on_refused(self, stream: int, ranges: list[list[int]], why: str) -> None:
         """The learner refused these transitions (another layout, NaN): drop them."""
@@ -473,17 +445,13 @@ class TransitionSender:
         poller.register(self._waker.fileno(), zmq.POLLIN)
         next_ping = 0.0
         failures = 0
-        base_wait = self.cfg.reconnect_after_s
-        reset_wait, last_reset = base_wait, time.monotonic()
+        reconnect = ReconnectTimer(self.cfg.reconnect_after_s)
         while not self._stop.is_set():
             try:
                 now = time.monotonic()
-                heard = max(self._last_rx or 0.0, last_reset)
-                if now - heard >= reset_wait:
-                    self._reset_socket(poller, now - (self._last_rx or last_reset))
-                    last_reset, reset_wait = now, min(2 * reset_wait, max(30.0, base_wait))
-                elif self._last_rx is not None and self._last_rx > last_reset:
-                    reset_wait = base_wait  # the learner answers again: back to the short wait
+                if reconnect.due(self._last_rx, now):
+                    self._reset_socket(poller, reconnect.silent_s(self._last_rx, now))
+                    reconnect.reset(now)
                 if now >= next_ping:
                     ping = wire.encode("ping", {"actor": self.actor_id, "floors": self._floors()})
                     if self._send_frame(ping):

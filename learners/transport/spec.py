@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from learners.transport import wire
 from learners.transport.wire import Spec, array_spec
 
 
@@ -41,3 +42,32 @@ def transition_spec(obs_spec: Mapping[str, tuple[tuple[int, ...], str]],
     optional = {"intervened": flag, "success": flag, "episode_start": flag, "next_base_action": act,
                 "requested_action": act}
     return array_spec(required), array_spec(optional)
+
+
+def stated_spec(required: Spec | None, optional: Spec | None) -> list[list]:
+    """The spec as the learner states it in its pongs: ``[[name, dtype, shape, required], ...]``."""
+    if required is None:
+        return []
+    return ([[name, dt, list(shape), True] for name, (dt, shape) in required.items()]
+            + [[name, dt, list(shape), False] for name, (dt, shape) in (optional or {}).items()])
+
+
+def parse_stated_spec(entries: object) -> tuple[Spec, Spec]:
+    """Inverse of :func:`stated_spec` for what arrives from the network.
+
+    Raises:
+        ValueError: malformed entries.
+    """
+    required: Spec = {}
+    optional: Spec = {}
+    if not isinstance(entries, list) or len(entries) > wire.MAX_ARRAYS:
+        raise ValueError("the stated spec is not a list of entries")
+    for entry in entries:
+        if not (isinstance(entry, list) and len(entry) == 4):
+            raise ValueError(f"bad spec entry {entry!r:.80}")
+        name, dtype, shape, needed = entry
+        if not (wire._is_str(name) and dtype in wire.ALLOWED_DTYPES and isinstance(shape, list)
+                and len(shape) <= wire.MAX_NDIM and all(wire._is_uint(x) for x in shape)):
+            raise ValueError(f"bad spec entry {entry!r:.80}")
+        (required if needed else optional)[name] = (dtype, tuple(shape))
+    return required, optional

@@ -1,9 +1,10 @@
-"""Weights, learner -> actors: latest-wins PUB/SUB with CONFLATE, tagged with a version.
+"""Weights, learner -> actors: latest-wins PUB/SUB, tagged with a version.
 
 Only what the caller passes travels: the learner passes the trainable residual weights
-(``{name: np.ndarray}``), never the frozen encoder. Both sockets keep at most one message
-queued (``ZMQ_CONFLATE``), so a slow actor always gets the newest weights and never a
-backlog. The publisher re-sends the latest weights every ``weights_republish_s`` so an
+(``{name: np.ndarray}``), never the frozen encoder. The publisher keeps at most one message
+queued per actor (``ZMQ_CONFLATE``) and the subscriber's reader thread keeps only the
+newest valid one (:mod:`learners.transport.subscriber`), so a slow actor always gets the
+newest weights and never a backlog. The publisher re-sends the latest weights every ``weights_republish_s`` so an
 actor that starts (or reconnects) late gets them without waiting for the next update.
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,9 +20,10 @@ import numpy as np
 import zmq
 
 from learners.transport import wire
-from learners.transport.auth import ServerAuth, apply_client
+from learners.transport.auth import ServerAuth
 from learners.transport.common import LearnerSocketOwner, Rejections, Waker, random_id
 from learners.transport.config import TransportConfig
+from learners.transport.subscriber import VersionJump, WeightSubscriber  # the actor side, re-exported
 
 log = logging.getLogger(__name__)
 
@@ -127,174 +128,4 @@ class WeightPublisher(LearnerSocketOwner):
             self._waker.drain()
 
 
-class WeightSubscriber:
-    """Actor side: returns the newest valid weights without ever blocking.
-
-    Use from one thread (the actor loop calls :meth:`poll_latest` between steps). Every
-    message is validated before it is returned: one frame (multipart is refused), the wire
-    format, the expected names/dtypes/shapes (see :meth:`expect`), finite values, every
-    ``|w| <= cfg.weights_max_abs``, and a version above the last one accepted from the same
-    learner instance and at most :attr:`MAX_VERSION_JUMP` above it. A refused message is
-    counted in :attr:`rejections` (and logged) and the actor keeps its weights. When
-    nothing valid arrives for ``cfg.reconnect_after_s`` the socket is closed and reopened
-    (libzmq never reconnects after a protocol error such as an oversized frame), with a
-    logged warning, doubling the wait up to 30 s; :attr:`reconnects` counts it.
-
-    Args:
-        cfg: transport config.
-        port: learner weights port (default ``cfg.weights_port``).
-        expected: optional spec (``wire.array_spec(residual_weights)``): weights with other
-            names, dtypes or shapes are rejected. Weights holding NaN/inf are always rejected.
-    """
-
-    MAX_VERSION_JUMP = 1_000_000  # a learner publishes versions 1, 2, 3, ...: a jump this big is forged
-    MAX_VERSION = 2**53  # one version per publish: a learner never gets near this
-    MAX_LEARNERS = 16  # learner instances whose last version is remembered
-
-    def __init__(self, cfg: TransportConfig, port: int | None = None,
-                 expected: Mapping[str, Any] | None = None) -> None:
-        self.cfg = cfg
-        self.expected = wire.array_spec(expected) if expected is not None else None
-        self.port = cfg.weights_port if port is None else port
-        self.version: int | None = None
-        self.received = 0
-        self.stale = 0
-        self.reconnects = 0
-        self.learner_id: int | None = None
-        self.last_rx: float | None = None
-        self.rejections = Rejections("weight subscriber", log)
-        self._sock: zmq.Socket | None = None
-        self._versions: OrderedDict[int, int] = OrderedDict()  # learner instance -> last accepted version
-
-    def expect(self, weights: Mapping[str, Any]) -> None:
-        """Refuse weights whose names, dtypes or shapes differ from ``weights`` (e.g. the
-        actor's own ``agent.trainable_state()``) from now on."""
-        self.expected = wire.array_spec(weights)
-
-    def start(self) -> WeightSubscriber:
-        """Connect (returns at once; the connection completes in the background)."""
-        self._ctx = zmq.Context()
-        try:
-            self._sock = self._open_socket()
-        except Exception:
-            self._ctx.term()
-            raise
-        self._last_reset = time.monotonic()
-        self._reset_wait = self.cfg.reconnect_after_s
-        return self
-
-    def _open_socket(self) -> zmq.Socket:
-        sock = self._ctx.socket(zmq.SUB)
-        try:
-            sock.setsockopt(zmq.LINGER, 0)
-            # No CONFLATE here: libzmq aborts the process on a multipart message into a
-            # conflating socket. A short queue, drained to the newest, bounds memory instead.
-            sock.setsockopt(zmq.RCVHWM, 4)
-            sock.setsockopt(zmq.MAXMSGSIZE, 2 * self.cfg.max_message_bytes + 65536)
-            sock.setsockopt(zmq.RECONNECT_IVL, 100)
-            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
-            sock.setsockopt(zmq.SUBSCRIBE, b"")
-            apply_client(sock, self.cfg.curve)
-            sock.connect(self.cfg.connect_endpoint(self.port))
-        except Exception:
-            sock.close(0)
-            raise
-        return sock
-
-    def _maybe_reconnect(self) -> None:
-        now = time.monotonic()
-        heard = max(self.last_rx or 0.0, self._last_reset)
-        if self.last_rx is not None and self.last_rx > self._last_reset:
-            self._reset_wait = self.cfg.reconnect_after_s  # heard since the last reset
-        if now - heard < self._reset_wait:
-            return
-        self.reconnects += 1
-        log.warning("weight subscriber: nothing valid from the learner for %.1f s; reconnecting (#%d)",
-                    now - heard, self.reconnects)
-        self._sock.close(0)
-        self._sock = self._open_socket()
-        self._last_reset = now
-        self._reset_wait = min(2 * self._reset_wait, max(30.0, self.cfg.reconnect_after_s))
-
-    def _check(self, frames: list) -> wire.Message:
-        if len(frames) != 1:
-            raise wire.SchemaError(f"{len(frames)} frames, expected 1")
-        msg = wire.decode(frames[0].buffer, self.cfg.max_message_bytes, expect={"weights"})
-        wire.check_arrays(msg.arrays, self.expected, max_abs=self.cfg.weights_max_abs)
-        last = self._versions.get(msg.fields["learner"])
-        if msg.fields["version"] >= self.MAX_VERSION:
-            raise VersionJump(f"version {msg.fields['version']} >= {self.MAX_VERSION}: no learner gets there")
-        if last is not None and msg.fields["version"] > last + self.MAX_VERSION_JUMP:
-            raise VersionJump(f"version {msg.fields['version']} jumps from {last} (> {self.MAX_VERSION_JUMP})")
-        return msg
-
-    def poll_latest(self) -> tuple[int, dict[str, np.ndarray]] | None:
-        """The newest weights not yet returned, or None. Never blocks.
-
-        Returns:
-            ``(version, {name: array})`` (arrays read-only) when a version newer than the
-            last one accepted from that learner instance arrived; None otherwise. Invalid
-            frames are counted (``rejections``) and skipped, republished or older versions
-            counted in ``stale``; a restarted learner (new instance id) starts its own
-            version sequence.
-        """
-        if self._sock is None:
-            raise RuntimeError("call start() before poll_latest()")
-        newest = None
-        for _ in range(64):  # a short queue: keep only the newest
-            try:
-                frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                break
-            try:
-                msg = self._check(frames)
-            except wire.WireError as exc:
-                self.rejections.from_error(exc)
-                continue
-            self.last_rx = time.monotonic()
-            version, learner = msg.fields["version"], msg.fields["learner"]
-            last = self._versions.get(learner)
-            if last is not None and version <= last:
-                self.stale += 1  # a republish of the current version, or an old one
-                continue
-            if learner != self.learner_id and self.learner_id is not None:
-                log.warning("weight subscriber: weights from another learner instance (restarted?): "
-                            "version %d after %s", version, self.version)
-            self._versions[learner] = version
-            self._versions.move_to_end(learner)
-            while len(self._versions) > self.MAX_LEARNERS:
-                self._versions.popitem(last=False)
-            newest = (version, msg.arrays)
-            self.learner_id = learner
-        if newest is not None:
-            self.version = newest[0]
-            self.received += 1
-        else:
-            self._maybe_reconnect()
-        return newest
-
-    def stats(self) -> dict[str, Any]:
-        """Counters: version, received, stale, reconnects, rejected by reason,
-        ``since_rx_s`` (seconds since the last valid message, None before the first)."""
-        return {"version": self.version, "received": self.received, "stale": self.stale,
-                "reconnects": self.reconnects, "rejected": self.rejections.counts(),
-                "since_rx_s": None if self.last_rx is None else time.monotonic() - self.last_rx}
-
-    def close(self) -> None:
-        """Close the socket."""
-        if self._sock is not None:
-            self._sock.close(0)
-            self._ctx.term()
-            self._sock = None
-
-    def __enter__(self) -> WeightSubscriber:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
-class VersionJump(wire.WireError):
-    """A weights version absurdly far above the last one from the same learner (forged)."""
-
-    reason = "version_jump"
+__all__ = ["VersionJump", "WeightPublisher", "WeightSubscriber", "trainable_numpy"]

@@ -20,6 +20,7 @@ from pathlib import Path
 import msgpack
 import numpy as np
 import pytest
+import yaml
 import zmq
 
 from learners.transport import TransitionReceiver, TransitionSender, wire
@@ -296,7 +297,10 @@ def test_actor_survives_forged_absurd_multipart_and_oversized_weights(tmp_path):
         assert wait_for(lambda: bool(take()) or actor.poll() is not None, 90), (tmp_path / "actor.log").read_text()
         print(f"first transition after {time.monotonic() - t0:.1f} s")
         state_dim = int(got[0].data["obs"]["state"].shape[0])
-        good = Agent({"state": ((state_dim,), "float32")}, agent_config(ACTOR_AGENT)).trainable_state()
+        # the actor's own agent config, as it resolved it (the learner group's defaults change over time)
+        resolved = yaml.safe_load((tmp_path / "actor" / "config_resolved.yaml").read_text())
+        acfg = agent_config({**resolved["learner"], "device": "cpu"}, action_dim=A)
+        good = Agent({"state": ((state_dim,), "float32")}, acfg).trainable_state()
         assert publish_until([_weights_frame(1, learner_id, good)], seen_version=1), "honest v1 never used"
         print(f"v1 used after {time.monotonic() - t0:.1f} s")
         wrong_shape = {k: np.zeros((v.shape[0] + 1, *v.shape[1:]), v.dtype) for k, v in good.items()}
