@@ -39,7 +39,7 @@ from learners.transport import wire
 from learners.transport.auth import ServerAuth
 from learners.transport.common import LearnerSocketOwner, Rejections, SeqSet, Waker, random_id, to_ranges
 from learners.transport.config import TransportConfig
-from learners.transport.spec import stated_spec
+from learners.transport.spec import conform_floats, stated_spec
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,8 @@ class TransitionReceiver(LearnerSocketOwner):
         port: port to bind (default ``cfg.transitions_port``; 0 = a free port, see :attr:`port`).
         expected: optional spec every transition must match exactly (names, dtypes, shapes;
             see :func:`wire.array_spec`, e.g. ``array_spec(example_transition)``, or
-            :func:`learners.transport.spec.transition_spec`). A transition that does not
+            :func:`learners.transport.spec.transition_spec`; float arrays of another width
+            are converted to the spec's dtype). A transition that does not
             match, or holds NaN/inf in a float array, is rejected, counted, logged and
             acknowledged as consumed with the reason (so the actor does not re-send it
             forever and says why); it never reaches :meth:`poll`.
@@ -253,8 +254,9 @@ class TransitionReceiver(LearnerSocketOwner):
             self.rejections.reject("not_owner", f"transition for {key} from a connection that does not own it")
             return
         try:
-            wire.check_arrays(msg.arrays, self.expected, optional=self.optional)
-            data = wire.unflatten(msg.arrays)
+            arrays = conform_floats(msg.arrays, self.expected, self.optional)
+            wire.check_arrays(arrays, self.expected, optional=self.optional)
+            data = wire.unflatten(arrays)
         except wire.WireError as exc:
             self._refuse(identity, key, seq, exc)
             return

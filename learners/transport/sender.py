@@ -37,7 +37,7 @@ from learners.transport.auth import apply_client
 from learners.transport.common import ReconnectTimer, Rejections, Waker, routing_id
 from learners.transport.config import TransportConfig
 from learners.transport.outbox import Key, Outbox, OutboxFull
-from learners.transport.spec import parse_stated_spec
+from learners.transport.spec import conform_floats, parse_stated_spec
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,8 @@ class TransitionSender:
                 wire.check_arrays(flat, self.expected)
             if self.learner_spec is not None:
                 try:
-                    wire.check_arrays(flat, self.learner_spec[0], finite=False, optional=self.learner_spec[1])
+                    wire.check_arrays(conform_floats(flat, *self.learner_spec), self.learner_spec[0], finite=False,
+                                      optional=self.learner_spec[1])
                 except wire.SpecMismatch as exc:
                     raise wire.SpecMismatch(
                         f"transition sender {self.actor_id}: this transition does not match the spec the learner "

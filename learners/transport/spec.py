@@ -71,3 +71,19 @@ def parse_stated_spec(entries: object) -> tuple[Spec, Spec]:
             raise ValueError(f"bad spec entry {entry!r:.80}")
         (required if needed else optional)[name] = (dtype, tuple(shape))
     return required, optional
+
+
+def conform_floats(arrays: dict, required: Spec | None, optional: Spec | None = None) -> dict:
+    """Convert float arrays of another float width to the spec's dtype (e.g. a gym env's
+    float64 state for a float32 spec: the replay buffer would store it as float32 anyway).
+    Every other difference is left for :func:`wire.check_arrays` to refuse."""
+    if required is None:
+        return arrays
+    allowed = {**(optional or {}), **required}
+    out = dict(arrays)
+    for name, arr in arrays.items():
+        want = allowed.get(name)
+        if want is not None and arr.dtype.kind == "f" and arr.dtype.str != want[0] and want[0][1] == "f":
+            with np.errstate(over="ignore"):  # a float64 beyond float32 becomes inf: refused as non-finite
+                out[name] = arr.astype(want[0])
+    return out

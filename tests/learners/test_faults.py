@@ -62,7 +62,7 @@ def wrong_layouts() -> dict[str, dict]:
 
     return {
         "obs_shape": with_(obs={"state": np.zeros(5, np.float32)}),
-        "obs_dtype": with_(obs={"state": np.zeros(4, np.float64)}),
+        "obs_dtype": with_(obs={"state": np.zeros(4, np.int32)}),
         "obs_key": with_(obs={"front": np.zeros((8, 8, 3), np.uint8)}),
         "flat_obs": with_(obs=np.zeros(4, np.float32)),
         "missing_key": with_(base_action=None),
@@ -147,7 +147,10 @@ def test_wrong_layout_transitions_are_refused_and_the_learner_keeps_storing(lear
             wrong.send(tr, policy_version=0)
         for tr in bad.values():  # again, as an actor re-sends after every learner restart
             wrong.send(tr, policy_version=0)
-        _send_good(honest, 20, start=20)
+        for i in range(20, 40):  # float64 obs from an honest env (e.g. gym): converted to the spec's float32
+            tr = good_transition(i)
+            tr["obs"]["state"] = tr["obs"]["state"].astype(np.float64)
+            honest.send(tr, policy_version=0)
         assert honest.flush(30.0), honest.stats()
         assert wrong.flush(30.0), wrong.stats()
         assert wrong.stats()["refused"] == 2 * len(bad) and wrong.stats()["acked"] == 0

@@ -120,3 +120,36 @@ def test_decode_rejects_oversized_before_parsing():
 def test_unflatten_refuses_colliding_names():
     with pytest.raises(wire.SchemaError):
         wire.unflatten({"obs": np.zeros(1), "obs/state": np.zeros(1)})
+
+
+def test_transition_spec_converts_float_width_and_refuses_other_dtypes():
+    """A float64 state (gym envs) becomes the spec's float32; one beyond float32 is
+    non-finite; an int state, a (5,) state or a missing action is a spec mismatch."""
+    from learners.transport.spec import conform_floats, transition_spec
+
+    required, optional = transition_spec({"state": ((4,), "float32")}, 2)
+
+    def flat(state):
+        return {"obs/state": state, "next_obs/state": np.zeros(4, np.float32), "action": np.zeros(2, np.float32),
+                "base_action": np.zeros(2, np.float32), "residual_action": np.zeros(2, np.float32),
+                "reward": np.float32(0), "terminated": np.bool_(False), "truncated": np.bool_(False)}
+
+    ok = conform_floats(flat(np.ones(4, np.float64)), required, optional)
+    assert ok["obs/state"].dtype == np.float32
+    wire.check_arrays(ok, required, optional=optional)
+    with pytest.raises(wire.NonFinite):
+        wire.check_arrays(conform_floats(flat(np.full(4, 1e300)), required, optional), required, optional=optional)
+    for bad in (flat(np.ones(4, np.int32)), flat(np.ones(5, np.float32)),
+                {k: v for k, v in flat(np.ones(4, np.float32)).items() if k != "action"}):
+        with pytest.raises(wire.SpecMismatch):
+            wire.check_arrays(conform_floats(bad, required, optional), required, optional=optional)
+
+
+def test_declared_shapes_numpy_refuses_are_schema_errors():
+    """[0, 2**63] passes the byte arithmetic (0 bytes) but numpy cannot shape it."""
+    head = msgpack.packb({"schema": wire.SCHEMA, "kind": "weights", "version": 1, "learner": 1, "payload_bytes": 0,
+                          "arrays": [{"name": "x", "dtype": "<f4", "shape": [0, 2**63], "offset": 0, "nbytes": 0}]})
+    frame = wire.PREFIX.pack(wire.MAGIC, wire.WIRE_VERSION, 0, len(head)) + head
+    frame += bytes(wire._align(len(frame)) - len(frame))
+    with pytest.raises(wire.SchemaError, match="refused by numpy"):
+        wire.decode(frame)
