@@ -105,6 +105,7 @@ class TransitionReceiver(LearnerSocketOwner):
         self._ready = threading.Condition(self._lock)  # notified when transitions are queued
         self._streams: dict[StreamKey, _StreamState] = {}
         self._routes: dict[StreamKey, bytes] = {}  # the owner (routing id) of each stream
+        self._owned: dict[bytes, set[StreamKey]] = {}  # routing id -> its streams
         self._queue: deque[ReceivedTransition] = deque()
         self._queued_bytes = 0
         self._to_ack: list[tuple[StreamKey, int]] = []  # final acks
@@ -213,7 +214,7 @@ class TransitionReceiver(LearnerSocketOwner):
                 d = item["delivered"]
                 self._streams[key] = _StreamState(SeqSet.from_dict(d), SeqSet.from_dict(d), SeqSet.from_dict(d))
                 if item.get("owner"):  # the actor reconnects with the same routing id
-                    self._routes[key] = bytes.fromhex(item["owner"])
+                    self._own(key, bytes.fromhex(item["owner"]))
 
     def stats(self) -> dict[str, Any]:
         """Counters: received (new), duplicates, deferred (queue full), delivered, acked (final),
@@ -265,7 +266,8 @@ class TransitionReceiver(LearnerSocketOwner):
             return  # not acked: the actor re-sends it once old streams are settled and forgotten
         sent = f.get("sent_unix")
         with self._lock:
-            self._routes[key] = identity
+            if owner is None:
+                self._own(key, identity)
             self._last_seen[f["actor"]] = time.monotonic()
             st = self._streams.get(key)
             if st is None:
@@ -318,6 +320,11 @@ class TransitionReceiver(LearnerSocketOwner):
             except Exception as exc:  # noqa: BLE001 - one message never stops the receiver
                 self.rejections.reject("internal", f"{type(exc).__name__}: {exc}")
 
+    def _own(self, key: StreamKey, identity: bytes) -> None:
+        """Record ``identity`` as the owner of stream ``key`` (call with the lock held)."""
+        self._routes[key] = identity
+        self._owned.setdefault(identity, set()).add(key)
+
     def _spec_field(self) -> dict[str, Any]:
         """The learner states its transition spec in every pong (the handshake): an actor
         with another layout learns it before it streams, see ``TransitionSender.learner_spec``."""
@@ -345,12 +352,15 @@ class TransitionReceiver(LearnerSocketOwner):
                 for seqset in (st.seen, st.delivered, st.committed):
                     seqset.advance(floor)
             if len(floors) < 1024:
-                for key in [k for k, owner in self._routes.items()
-                            if owner == identity and k[0] == actor and k not in listed]:
+                owned = self._owned.get(identity, set())
+                for key in [k for k in owned if k[0] == actor and k not in listed]:
                     st = self._streams.get(key)
                     if st is not None and len(st.seen) == len(st.committed):
                         del self._streams[key]
                         del self._routes[key]
+                        owned.discard(key)
+                if not owned:
+                    self._owned.pop(identity, None)
         if spoofed:
             self.rejections.reject("not_owner", f"ping from a connection that does not own {spoofed} of "
                                                 f"{actor!r:.40}'s streams")

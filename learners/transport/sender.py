@@ -377,7 +377,9 @@ class TransitionSender:
         """The learner refused these transitions (another layout, NaN): drop them."""
         n = 0
         for lo, hi in ranges[:16]:
-            for key in [k for k in self._outbox.stream_keys(stream) if lo <= k[1] <= hi]:
+            keys = [(stream, s) for s in range(lo, hi + 1)] if hi - lo < 4096 else \
+                [k for k in self._outbox.stream_keys(stream) if lo <= k[1] <= hi]
+            for key in keys:
                 self._in_flight.pop(key, None)
                 self._held.discard(key)
                 n += int(self._outbox.remove(key))

@@ -24,7 +24,7 @@ import yaml
 import zmq
 
 from learners.transport import TransitionReceiver, TransitionSender, wire
-from tests.learners.transport_helpers import fast_cfg, free_port, wait_for
+from tests.learners.transport_helpers import collect, fast_cfg, free_port, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
 
@@ -358,12 +358,9 @@ def test_oversized_frame_on_the_transitions_socket_then_reconnect_loses_nothing(
             fake.close(0)
             ctx.term()  # the port is free once the context is gone
             with TransitionReceiver(cfg, port=port) as rx:
-                got = []
-                deadline = time.monotonic() + 20
-                while len(got) < 100 and time.monotonic() < deadline:
-                    got += rx.poll(timeout_s=0.05)
-                    if len(got) >= 50 and tx.stats()["sent"] < 100:
-                        _send_good(tx, 50, start=50)
+                got = collect(rx, 50, timeout_s=20)  # the first 50, re-sent over the reopened socket
+                _send_good(tx, 50, start=50)
+                got += collect(rx, 50, timeout_s=20)
                 assert tx.flush(10.0), tx.stats()
                 got += rx.poll()
             assert tx.stats()["socket_resets"] >= 1
