@@ -1,108 +1,111 @@
-"""The learning test: residual RL on a deliberately weak BC base raises the success rate.
+"""The learning test: residual RL corrects a base policy's systematic error, on every seed.
 
-State-based pick_cube in the real MuJoCo sim (object pose appended to the proprio with
-``PrivilegedState``). The base is a BC policy trained briefly on 10 scripted-expert demos.
-It is deployed after a "calibration drift": the observed cube y position is 1.5 cm off
-(the demos were recorded before the drift), the situation residual RL is meant for; the
-base then succeeds about 35-40 % of the time. The residual TD3 agent (CPU-sized ResFiT
-recipe + a small L2 pull towards the base) trains online for 6000 env steps with the
-demos in a 50/50 demo buffer.
+Real MuJoCo reach task, state observations with the target position appended
+(``PrivilegedState``). The base is a proportional controller that aims ``BIAS_M`` off the
+target along y: a calibration offset, the situation residual RL is for. It succeeds only when
+its straight path happens to pass within the 2 cm success radius (about a third of the
+resets). Base + residual (the shipped ``residual_td3_cpu`` recipe, CPU-sized networks) must
+learn the constant correction from reward alone.
 
-The measured lift at this budget is small and seed-sensitive (+0.05 to +0.18 over the
-base in 4 of 5 runs, -0.03 in one; docs/sections/policies_learning.md), so the bar is
-+0.05, i.e. at least two more successes on the same 40 reset seeds. Success is measured deterministically on the SAME reset
-seeds for the base and for base + residual, so the comparison is paired.
+The margin is far above seed noise: over ``SEEDS`` seeds, each evaluated on the same
+``EVAL_EPISODES`` fixed reset seeds before and after (paired), every seed must gain at least
+``MIN_GAIN_EACH`` and the mean gain must be at least ``MIN_GAIN_MEAN``; measured gains are
+reported in docs/sections/policies_learning.md. A separate test checks that the residual does
+not fall below an already-perfect base (the "never worse" half of the contract).
 """
 
 from __future__ import annotations
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
-from learners.agent import Agent, AgentConfig
-from learners.bc import BCTrainConfig, train_bc
+from learners.agent import Agent
+from learners.builders import agent_config, build_replay
 from learners.inprocess import run_online
-from learners.replay import MixedReplay, ReplayBuffer, relabel_base_actions
-from learners.rollout import collect_episodes, evaluate
-from learners.sim_obs import PrivilegedState
-from policies.bc import BCBasePolicy, BCConfig
+from learners.rollout import evaluate
+from policies.base import BasePolicy
 
-TASK = "pick_cube"
-NUM_DEMOS = 10
-BC_STEPS = 1000
-RL_STEPS = 6000
-DRIFT_Y = 0.015  # metres added to the observed cube y after the demos were recorded
+SEEDS = 3
+RL_STEPS = 3000
 EVAL_EPISODES = 40
-RL_CONFIG = dict(
-    num_critics=4, critic_hidden=(128, 128), actor_hidden=(128, 128), gamma=0.95, n_step=3,
-    actor_lr=1e-4, critic_lr=3e-4, utd=2, actor_delay=2, critic_warmup_updates=500, warmup_steps=300,
-    warmup_noise=0.5, batch_size=128, residual_scale=0.2, explore_sigma=0.1, residual_l2=0.02, augment=False, seed=1,
-)
+BIAS_M = 0.03
+MIN_GAIN_EACH = 0.25
+MIN_GAIN_MEAN = 0.4
+SMALL = dict(actor_hidden=[64, 64], critic_hidden=[128, 128], num_critics=4, batch_size=128, device="cpu",
+             warmup_steps=500, critic_warmup_updates=500, utd=2)
 
 
-class CubeCalibrationDrift(gym.ObservationWrapper):
-    """Adds ``DRIFT_Y`` to the observed cube y (state layout: proprio(20), cube_half_size, cube_pos, ...)."""
+class BiasedReachBase(BasePolicy):
+    """``a = gain * (target + bias - tcp) / max_translation`` (clipped), gripper open.
 
-    def observation(self, obs):
-        obs = dict(obs)
-        state = obs["state"].copy()
-        state[22] += DRIFT_Y
-        obs["state"] = state
-        return obs
+    State layout: ``[0:3]`` TCP position, ..., ``[20:23]`` target position (privileged).
+    """
+
+    def __init__(self, bias: np.ndarray, max_translation: float, gain: float = 0.3) -> None:
+        self.bias, self.max_translation, self.gain = np.asarray(bias, float), max_translation, gain
+
+    def act(self, obs):
+        s = np.asarray(obs["state"], float)
+        a = np.zeros(7, np.float32)
+        a[:3] = np.clip(self.gain * (s[20:23] + self.bias - s[0:3]) / self.max_translation, -1, 1)
+        a[6] = -1.0
+        return a
 
 
-def make_env(drift: bool = False):
+def make_env():
     from robot_env import make_env as _make_env
+    from robot_env.wrappers import PrivilegedState
 
-    env = PrivilegedState(_make_env({"task": {"name": TASK}, "camera": {}}))
-    return CubeCalibrationDrift(env) if drift else env
+    return PrivilegedState(_make_env({"task": {"name": "reach"}, "camera": None}))
 
 
-def weak_bc_base(env, seed: int = 0):
-    """BC trained briefly on a few noisy expert demos; returns (policy, demos)."""
-    from robot_env.sim.experts import make_expert
+def recipe(seed: int):
+    from omegaconf import OmegaConf
 
-    expert = make_expert(TASK, noise=0.1, seed=seed)
-    demos = collect_episodes(env, expert.act, NUM_DEMOS, seed=seed, reset=expert.reset, only_successful=True)
+    from learners.bench_learn import REPO
+
+    values = OmegaConf.to_container(OmegaConf.load(REPO / "launch" / "config" / "learner" / "residual_td3_cpu.yaml"))
+    values.update(SMALL, seed=seed)
+    return agent_config(values)
+
+
+def train_and_evaluate(base: BasePolicy, seed: int, steps: int = RL_STEPS) -> tuple[float, float, dict]:
     torch.manual_seed(seed)
-    model, _ = train_bc(demos, BCConfig(hidden=(128, 128), chunk_size=4, execute_steps=2),
-                        BCTrainConfig(steps=BC_STEPS, batch_size=128, val_every=BC_STEPS, val_fraction=0.0, seed=seed),
-                        progress=False)
-    return BCBasePolicy(model), demos
-
-
-def demo_replay(demos, base, cfg: AgentConfig, spec) -> MixedReplay:
-    """Online buffer + demo buffer filled with the demos, labelled with the base's actions."""
-    scale = cfg.scale_array()
-    online = ReplayBuffer(spec, 20_000, n_step=cfg.n_step, gamma=cfg.gamma, seed=cfg.seed)
-    demo = ReplayBuffer(spec, 5_000, n_step=cfg.n_step, gamma=cfg.gamma, seed=cfg.seed + 1)
-    for ep in demos:
-        demo.add_episode(relabel_base_actions(ep, base), scale=scale)
-    return MixedReplay(online, demo, scale, demo_ratio=0.5)
+    env, eval_env = make_env(), make_env()
+    cfg = recipe(seed)
+    agent = Agent({"state": (env.observation_space["state"].shape, "float32")}, cfg, base)
+    before = evaluate(eval_env, base.act, EVAL_EPISODES, seed=7000, reset=base.reset)["success_rate"]
+    actor_before = [p.detach().clone() for p in agent.actor.parameters()]
+    result = run_online(env, agent, build_replay(agent.spec, cfg), steps, learning_starts=200, seed=seed)
+    after = evaluate(eval_env, lambda o: agent.act(o, deterministic=True)[0], EVAL_EPISODES, seed=7000,
+                     reset=agent.reset)["success_rate"]
+    assert result["updates"] >= steps and result["actor_updates"] > 200
+    assert any(not torch.equal(a, b) for a, b in zip(actor_before, agent.actor.parameters()))
+    return before, after, result
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_residual_rl_improves_weak_bc_base():
+def test_residual_rl_corrects_a_biased_base_on_every_seed():
     torch.set_num_threads(1)
-    torch.manual_seed(0)
-    base, demos = weak_bc_base(make_env())  # demos recorded before the drift
-    env, eval_env = make_env(drift=True), make_env(drift=True)
-    before = evaluate(eval_env, base.act, EVAL_EPISODES, seed=5000, reset=base.reset)
-    assert 0.1 <= before["success_rate"] <= 0.8, f"base should be weak but not useless: {before['success_rate']}"
+    mt = make_env().unwrapped.task.max_translation
+    gains = []
+    for seed in range(SEEDS):
+        before, after, result = train_and_evaluate(BiasedReachBase([0.0, BIAS_M, 0.0], mt), seed)
+        print(f"\nseed {seed}: base {before:.2f} -> residual {after:.2f} after {RL_STEPS} steps, "
+              f"{result['updates']} updates ({result['seconds']:.0f} s)")
+        assert before <= 0.6, f"the biased base should be weak: {before}"
+        assert after >= before + MIN_GAIN_EACH, f"seed {seed}: {before:.2f} -> {after:.2f}"
+        gains.append(after - before)
+    assert np.mean(gains) >= MIN_GAIN_MEAN, gains
 
-    cfg = AgentConfig(**RL_CONFIG)
-    spec = {"state": (env.observation_space["state"].shape, "float32")}
-    agent = Agent(spec, cfg, base)
-    replay = demo_replay(demos, base, cfg, spec)
-    actor_before = [p.detach().clone() for p in agent.actor.parameters()]
-    result = run_online(env, agent, replay, RL_STEPS, learning_starts=300, seed=1)
-    after = evaluate(eval_env, lambda o: agent.act(o, deterministic=True)[0], EVAL_EPISODES, seed=5000, reset=agent.reset)
 
-    print(f"\nbase success {before['success_rate']:.2f} -> residual {after['success_rate']:.2f} "
-          f"after {RL_STEPS} steps, {result['updates']} updates ({result['seconds']:.0f} s)")
-    assert result["updates"] >= RL_STEPS and result["actor_updates"] > 500
-    assert any(not torch.equal(a, b) for a, b in zip(actor_before, agent.actor.parameters()))
-    assert after["success_rate"] >= before["success_rate"] + 0.05
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_residual_never_falls_below_a_perfect_base():
+    torch.set_num_threads(1)
+    mt = make_env().unwrapped.task.max_translation
+    before, after, _ = train_and_evaluate(BiasedReachBase([0.0, 0.0, 0.0], mt, gain=0.5), seed=0, steps=1500)
+    print(f"\nperfect base {before:.2f} -> residual {after:.2f}")
+    assert before >= 0.95 and after >= before - 0.05
