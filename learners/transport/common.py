@@ -39,6 +39,14 @@ class Rejections:
         if n <= 10 or (n & (n - 1)) == 0:
             self.log.warning("%s rejected a message (%s, #%d): %s", self.where, reason, n, detail)
 
+    def internal(self, exc: BaseException) -> None:
+        """Count an unexpected error (reason ``internal``); the first one is logged with
+        its traceback (a bug to report), later ones like any other rejection."""
+        self.reject("internal", f"{type(exc).__name__}: {exc}")
+        if self.counts().get("internal") == 1:
+            self.log.error("%s: first unexpected error, with traceback (the loop goes on)", self.where,
+                           exc_info=exc)
+
     def from_error(self, exc: wire.WireError) -> None:
         """Count a :class:`wire.WireError`."""
         self.reject(exc.reason, str(exc))

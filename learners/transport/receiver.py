@@ -318,7 +318,7 @@ class TransitionReceiver(LearnerSocketOwner):
                 else:
                     self._on_transition(identity, msg)
             except Exception as exc:  # noqa: BLE001 - one message never stops the receiver
-                self.rejections.reject("internal", f"{type(exc).__name__}: {exc}")
+                self.rejections.internal(exc)
 
     def _own(self, key: StreamKey, identity: bytes) -> None:
         """Record ``identity`` as the owner of stream ``key`` (call with the lock held)."""
@@ -394,7 +394,7 @@ class TransitionReceiver(LearnerSocketOwner):
                 self._receive()
                 self._flush_acks()
             except Exception as exc:  # noqa: BLE001 - never let anything take the receiver down
-                self.rejections.reject("internal", f"{type(exc).__name__}: {exc}")
+                self.rejections.internal(exc)
 
 
 def copy_arrays(tree: Any) -> Any:

@@ -222,5 +222,5 @@ class WeightSubscriber:
                     self._sock = self._open_socket()
                     reconnect.reset(now)
             except Exception as exc:  # noqa: BLE001 - the reader must outlive any one message
-                self.rejections.reject("internal", f"{type(exc).__name__}: {exc}")
+                self.rejections.internal(exc)
                 time.sleep(0.05)
