@@ -483,3 +483,26 @@ def test_write_ahead_outbox_survives_kill_9_right_after_send(tmp_path):
             got += rx.poll(timeout_s=0.05)
         assert tx.flush(10.0), tx.stats()
     assert sorted(int(t.data["reward"]) for t in got) == list(range(n))
+
+
+def test_restarted_actor_keeps_owning_the_streams_it_resends(tmp_path):
+    """Defect 2, the honest side: stream ownership must not lock out an actor restarted
+    on its outbox. It keeps its routing id in ``outbox_dir``, so the learner takes the
+    re-sent old-stream transitions as its own; each is stored once."""
+    cfg = fast_cfg(ack_policy="commit", outbox_dir=str(tmp_path / "outbox"))
+    with TransitionReceiver(cfg) as rx:
+        first = TransitionSender(cfg, "robot2", port=rx.port).start()
+        _send_good(first, 20)
+        got = collect(rx, 20)  # delivered, not yet committed: the actor still holds them
+        first.close()  # the actor process ends; its outbox keeps all 20 on disk
+        with TransitionSender(cfg, "robot2", port=rx.port) as second:
+            assert second.routing_id == first.routing_id
+            assert wait_for(lambda: rx.stats()["duplicates"] >= 20, 10.0), rx.stats()
+            rx.commit()  # the learner checkpointed: final acks go to the restarted actor
+            assert second.flush(10.0), second.stats()
+            _send_good(second, 5, start=20)
+            got += collect(rx, 5)
+            rx.commit()
+            assert second.flush(10.0), second.stats()
+        assert "not_owner" not in rx.stats()["rejected"]
+    assert sorted(int(t.data["reward"]) for t in got) == list(range(25))
