@@ -105,6 +105,13 @@ def test_actor_and_learner_processes_train_and_count_equal(setup):
     moved = max(float(np.abs(trained[k] - init[k]).max()) for k in init)
     assert moved > 1e-3
     assert list((tmp / "learner" / "tensorboard").glob("events.out.tfevents.*"))
+    # the residual's diagnostics reach TensorBoard, and the actor process ran the critic gate
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set(EventAccumulator(str(tmp / "learner" / "tensorboard")).Reload().Tags()["scalars"])
+    assert {"train/q_base", "train/q_pi", "train/q_std_pi", "train/residual_saturation", "train/critic_loss"} <= tags
+    episodes = [json.loads(line) for line in (tmp / "actor" / "episodes.jsonl").read_text().splitlines()]
+    assert all("gate_open_steps" in e for e in episodes) and "critic.net.0.weight" in trained
 
 
 def test_learner_killed_and_resumed_loses_no_transition(setup):
