@@ -97,6 +97,21 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, capl
             (name, caplog.text)
 
 
+def test_data_parallel_followers_pick_the_checkpoint_rank_0_resumes_from(tmp_path):
+    from learners.apps.learner import first_verified_checkpoint
+
+    loop = make_loop(tmp_path)
+    add_transitions(loop, 5)
+    prev = loop.save_checkpoint()
+    add_transitions(loop, 5)
+    newest = loop.save_checkpoint()
+    assert first_verified_checkpoint(tmp_path) == newest
+    _flip(newest / "agent.safetensors")
+    assert first_verified_checkpoint(tmp_path) == prev
+    fresh = make_loop(tmp_path)
+    assert fresh.resume() and fresh.env_steps == 5
+
+
 def test_no_usable_checkpoint_is_one_clear_error(tmp_path):
     loop = make_loop(tmp_path)
     add_transitions(loop, 5)
