@@ -50,8 +50,12 @@ class InterventionWrapper(gym.Wrapper):
         if sticky_s < 0:
             raise ValueError(f"sticky_s must be >= 0; got {sticky_s}")
         shape = getattr(env.action_space, "shape", None)
-        if shape != (7,):
-            raise ValueError(f"InterventionWrapper needs a (7,) action space; got {shape}")
+        if shape != (7,):  # operators command the 7-D end-effector action of docs/CONTRACTS.md
+            from robot_env.app import UserError
+
+            raise UserError(f"an operator ({type(teleop).__name__}) commands 7-D end-effector actions but this env "
+                            f"takes actions of shape {shape}: run it without one (~teleop), or record it "
+                            "with its scripted expert (hilr record env=gym)")
         self.teleop = teleop
         self.sticky_s = float(sticky_s)
         self.always_active = always_active

@@ -120,6 +120,12 @@ class SimulatedOperator(Teleoperator):
     def bind_env(self, env: Any) -> None:
         """Use the env's task config (action scales) for the expert when it is this task."""
         task = getattr(env.unwrapped, "task", None)
+        if task is None and not self._given_expert:  # not a hilr robot env: no task state to follow
+            from robot_env.app import UserError
+
+            raise UserError(f"teleop=sim_operator follows the built-in {self.cfg.task!r} expert, which needs the "
+                            f"hilr robot env's task state; {type(env.unwrapped).__name__} has none: run without an "
+                            "operator (~teleop), or record with the env's own expert (hilr record env=gym)")
         if getattr(task, "name", None) == self.cfg.task:
             self.task_config = task
             if not self._given_expert:

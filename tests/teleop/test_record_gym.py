@@ -9,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
+import pytest
 
 from robot_env.dataset import list_episodes, load_episode, read_meta
 
@@ -49,3 +51,24 @@ def test_a_device_teleop_on_a_non_7d_gym_env_is_one_clear_line(tmp_path):
     assert out.stderr.strip().splitlines()[-1:] == [
         "hilr record: teleop=spacemouse commands 7-D end-effector actions but env 'FetchReach-v4' takes 4-D "
         "actions: record it with its scripted expert (teleop=sim_operator, the default, drives env.expert)"]
+
+
+
+class _ToyEnv(gym.Env):
+    """Not a hilr robot env (no task state), with an A-D action."""
+
+    def __init__(self, action_dim: int) -> None:
+        self.observation_space = gym.spaces.Dict({"state": gym.spaces.Box(-1, 1, (3,), np.float32)})
+        self.action_space = gym.spaces.Box(-1, 1, (action_dim,), np.float32)
+
+
+def test_operators_on_gym_envs_fail_with_what_to_do():
+    from robot_env.app import UserError
+    from teleop.base import make_teleoperator
+    from teleop.intervention import InterventionWrapper
+
+    op = make_teleoperator({"type": "sim_operator"})
+    with pytest.raises(UserError, match=r"commands 7-D .* shape \(4,\): run it without one \(~teleop\)"):
+        InterventionWrapper(_ToyEnv(4), op)
+    with pytest.raises(UserError, match=r"needs the hilr robot env's task state; _ToyEnv has none"):
+        InterventionWrapper(_ToyEnv(7), op)
