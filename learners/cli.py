@@ -69,6 +69,41 @@ def positional_to_overrides(verb: str, rest: list[str]) -> list[str]:
     return out
 
 
+def one_line(message: str) -> str:
+    """A hydra/omegaconf error message as one line: listed options inline, the config search
+    path and omegaconf's ``full_key``/``object_type`` detail lines dropped."""
+    parts: list[str] = []
+    for raw in message.split("Config search path:")[0].splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("full_key:", "object_type=", "reference_type=")):
+            continue
+        if raw.startswith("\t") and parts and parts[-1].endswith((":", ",")):  # one of a listed set
+            parts[-1] += f" {line},"
+        else:
+            parts.append(line)
+    return " ".join(parts).rstrip(",")
+
+
+def override_problem(config_name: str, overrides: list[str]) -> str | None:
+    """Why ``overrides`` do not compose with the verb's config (one line), or None when they do."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from robot_env.app import config_dir
+
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            cfg = compose(config_name, overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as exc:
+        return one_line(str(exc))
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        return f"missing value for {', '.join(missing)}: give it as {missing[0]}=<value> (see --help)"
+    return None
+
+
 def print_verb_help(verb: str, config_name: str, overrides: list[str]) -> int:
     """Print ``hilr <verb> --help`` (every option with its YAML comment); 0, or 2 on a bad override."""
     from hydra.errors import HydraException
@@ -78,7 +113,7 @@ def print_verb_help(verb: str, config_name: str, overrides: list[str]) -> int:
     from robot_env.config_help import verb_help
 
     try:
-        print(verb_help(verb, config_name, overrides, config_dir(), VERBS[verb][1]))
+        print(verb_help(verb, config_name, overrides, config_dir(), VERBS[verb][1], POSITIONAL.get(verb, ())))
     except (HydraException, OmegaConfBaseException) as exc:
         print(f"hilr {verb}: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
@@ -109,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     func = getattr(importlib.import_module(module_name), func_name)
     if ("--help" in rest or "-h" in rest) and getattr(func, "config_name", None):
         return print_verb_help(verb, func.config_name, [a for a in rest if a not in ("--help", "-h")])
+    if getattr(func, "config_name", None) and all("=" in a and not a.startswith("-") for a in rest):
+        problem = override_problem(func.config_name, rest)
+        if problem:  # hydra would print it over six lines plus a hint; one line says the same
+            print(f"hilr {verb}: {problem}", file=sys.stderr)
+            return 2
     sys.argv = [f"hilr {verb}"] + rest
     result = func()
     return int(result) if isinstance(result, int) else 0

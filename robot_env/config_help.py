@@ -131,7 +131,8 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def verb_help(verb: str, config_name: str, overrides: list[str], config_dir: Path, summary: str = "") -> str:
+def verb_help(verb: str, config_name: str, overrides: list[str], config_dir: Path, summary: str = "",
+              positional: tuple[str, ...] = ()) -> str:
     """The text of ``hilr <verb> --help``: config groups with their options, then every option.
 
     Args:
@@ -140,6 +141,7 @@ def verb_help(verb: str, config_name: str, overrides: list[str], config_dir: Pat
         overrides: the other command-line words, so ``teleop=spacemouse --help`` shows those.
         config_dir: the configs' folder.
         summary: one-line description of the verb.
+        positional: keys its leading bare words set (``show``: ``dataset``, ``episode``).
     """
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
@@ -161,7 +163,8 @@ def verb_help(verb: str, config_name: str, overrides: list[str], config_dir: Pat
 
     lines = [f"hilr {verb}: {summary}" if summary else f"hilr {verb}", ""]
     lines += [f"  {text}" for text in header(primary)]
-    lines += ["", f"usage: hilr {verb} [group=option ...] [key=value ...] [--verbose] [--help]", ""]
+    words = "".join(f" [<{key}>" for key in positional) + "]" * len(positional)
+    lines += ["", f"usage: hilr {verb}{words} [group=option ...] [key=value ...] [--verbose] [--help]", ""]
     if choices:
         lines.append("config groups (group=option):")
         width = max(len(g) for g in choices)

@@ -108,3 +108,14 @@ def test_yaml_comments_parser(tmp_path):
     assert yaml_comments(path, "pkg") == {"pkg.a": "one", "pkg.b.c": "above c", "pkg.b.d": "list",
                                           "pkg.keys.quit": "quit keys"}
     assert defaults_comments(path) == {"robot": "the arm"}
+
+
+def test_bad_overrides_are_one_line(tmp_path):
+    cases = {("record", "nonsense_key=3"): "hilr record: Could not override 'nonsense_key'. To append to your config "
+                                           "use +nonsense_key=3",
+             ("record", "teleop=nope"): "hilr record: In 'record': Could not find 'teleop/nope' Available options in "
+                                        "'teleop': ros_twist, sim_operator, spacemouse, spacemouse_replay",
+             ("show",): "hilr show: missing value for dataset: give it as dataset=<value> (see --help)"}
+    for args, line in cases.items():
+        out = _hilr(*args, tmp_path=tmp_path)
+        assert out.returncode == 2 and out.stderr.strip().splitlines() == [line], out.stderr
