@@ -171,8 +171,9 @@ def variant_study(study: StudyConfig, variant: str) -> StudyConfig:
     return dataclasses.replace(study, **values)
 
 
-QUICK = dict(variants=("pick_cube/state",), seeds=2, methods=("bc", "residual", "residual_hil"), env_steps=2000,
-             eval_every=1000, eval_episodes=20, diagnostics=False)
+# 4000 steps: the first 2000 are the recipe's held-noise warm-up, the next 2000 show the residual acting
+QUICK = dict(variants=("pick_cube/state",), seeds=2, methods=("bc", "residual", "residual_hil"), env_steps=4000,
+             eval_every=2000, eval_episodes=20, diagnostics=False)
 FULL: dict[str, Any] = {"variants": ("pick_cube/state", "peg_insert/state"), "per_task": {
     # 2 mm clearance: a 300-step BC base never inserts; 6000 steps on 20 near-perfect demos gives ~30 %
     "peg_insert": {"demos": 20, "expert_noise": 0.02, "bc_steps": 6000, "bc_chunk": 1, "bc_hidden": (256, 256)},
