@@ -35,6 +35,10 @@ from learners.rollout import episode_rates
 
 log = logging.getLogger(__name__)
 
+# the residual's health at a glance in the learner's log line (all metrics go to TensorBoard)
+LOGGED_DIAGNOSTICS = ("train/critic_loss", "train/q_base", "train/q_pi", "train/q_std_pi",
+                      "train/residual_abs_mean", "train/residual_saturation", "train/bc_keep_rate")
+
 
 @dataclasses.dataclass
 class LearnerLoopConfig:
@@ -324,7 +328,8 @@ class LearnerLoop:
                 self.writer.add_scalar(k, v, self.env_steps)
             self.writer.flush()
         log.info("env %d upd %d v%d | %s", self.env_steps, self.agent.num_updates, self.version,
-                 " ".join(f"{k.split('/')[-1]}={v:.3g}" for k, v in out.items() if k.startswith(("actor", "perf"))))
+                 " ".join(f"{k.split('/')[-1]}={v:.3g}" for k, v in out.items()
+                          if k.startswith(("actor", "perf")) or k in LOGGED_DIAGNOSTICS))
         self._t_log, self._counts_at_log = now, (self.agent.num_updates, self.env_steps)
         self.policy_lag.clear()
         return out
