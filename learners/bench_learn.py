@@ -101,6 +101,7 @@ class StudyConfig:
             for the base and every method and point: paired comparisons).
         eval_seed: first evaluation reset seed.
         diagnostics: sim only: oracle ceiling and the critic's oracle-vs-base ranking.
+        first_seed: run seeds ``first_seed .. seeds - 1`` only (another worker runs the others).
         report_only: run nothing; summarise the run files that exist (seeds with every method
             finished), e.g. while a long study is still running in another process.
         gym_env: the ``env`` config group of a gymnasium env (``robot_env.gym_env.GymEnvConfig``)
@@ -138,6 +139,7 @@ class StudyConfig:
         "encoder": {"channels": 16, "latent_dim": 32, "image_size": 64}})
     diagnostics: bool = True
     report_only: bool = False
+    first_seed: int = 0
     gym_env: dict[str, Any] = dataclasses.field(default_factory=dict)
     operator_skill: float = 0.8
     image_size: int = 128
@@ -487,7 +489,7 @@ def run_study(study: StudyConfig, progress: bool = True, runs_dir: Path | None =
         vs = variant_study(study, variant)
         runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
         seeds_info = []
-        for seed in range(study.seeds):
+        for seed in range(study.first_seed if not study.report_only else 0, study.seeds):
             folder = runs_dir / variant.replace("/", "_") / f"seed{seed}" if runs_dir else None
             todo = [m for m in methods if folder is None or not (folder / f"{m}.json").exists()]
             if study.report_only and (folder is None or todo or not (folder / "base.json").exists()):
@@ -506,12 +508,24 @@ def run_study(study: StudyConfig, progress: bool = True, runs_dir: Path | None =
                 path = folder / f"{m}.json" if folder is not None else None
                 if path is not None and path.exists():
                     run = json.loads(path.read_text())
+                elif path is not None and not claim(path):
+                    runs[m].append(None)  # another worker is running it: its file will be there for the report
+                    bar.update(1)
+                    continue
                 else:
-                    run = run_method(m, variant, vs, seed, base, demos, info["base"], files, probes)
+                    try:
+                        run = run_method(m, variant, vs, seed, base, demos, info["base"], files, probes)
+                    finally:
+                        if path is not None:
+                            path.with_suffix(".running").unlink(missing_ok=True)
                     if path is not None:
                         _write_json(path, run)
                 runs[m].append(run)
                 bar.update(1)
+        complete = [i for i in range(len(seeds_info)) if all(runs[m][i] is not None for m in methods)]
+        if len(complete) < len(seeds_info):  # a seed whose runs another worker still has: report it later
+            seeds_info = [seeds_info[i] for i in complete]
+            runs = {m: [r[i] for i in complete] for m, r in runs.items()}
         if not seeds_info:
             continue
         base_runs = [i["base"]["successes"] for i in seeds_info]
@@ -524,6 +538,21 @@ def run_study(study: StudyConfig, progress: bool = True, runs_dir: Path | None =
     bar.close()
     return {"config": dataclasses.asdict(study), "learner_files": files, "results": results,
             "seconds": time.monotonic() - t0}
+
+
+def claim(path: Path) -> bool:
+    """Mark the run ``path`` as taken by this process (``<method>.running`` holds its pid); False when a
+    live process already holds it, so parallel workers on one study never run the same thing twice."""
+    marker = path.with_suffix(".running")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if marker.exists():
+        try:
+            os.kill(int(marker.read_text().strip() or 0), 0)
+            return False
+        except (ValueError, ProcessLookupError, PermissionError):
+            pass  # a dead worker's marker: take the run over
+    marker.write_text(str(os.getpid()))
+    return True
 
 
 def agent_scale(files: Mapping[str, dict], study: StudyConfig) -> np.ndarray:

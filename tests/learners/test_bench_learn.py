@@ -110,3 +110,16 @@ def test_study_runs_on_a_gymnasium_env_we_did_not_write(tmp_path):
     assert block["residual_hil"]["intervention_steps_mean"] >= 0
     run = json.loads((tmp_path / "runs" / "g" / "gym_state" / "seed0" / "residual.json").read_text())
     assert run["learner"]["action_dim"] == 4  # FetchReach: [dx, dy, dz, gripper]
+
+
+def test_parallel_workers_never_claim_the_same_run(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    run = tmp_path / "seed0" / "residual.json"
+    assert bl.claim(run) and run.with_suffix(".running").read_text() == str(os.getpid())
+    assert not bl.claim(run)  # held by a live process (this one)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    run.with_suffix(".running").write_text(dead.stdout.strip())
+    assert bl.claim(run)  # a dead worker's marker is taken over
