@@ -8,6 +8,7 @@ the verb would compose it (same overrides), and each leaf is shown as
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -119,16 +120,32 @@ def _tree(node: dict, comments: dict[str, str], prefix: str = "", depth: int = 0
 
 
 def _show(value: Any) -> str:
-    from omegaconf import OmegaConf
-
-    if isinstance(value, (dict, list)):
-        text = OmegaConf.to_yaml(OmegaConf.create({"v": value})).strip()
-        return " ".join(text[len("v:"):].split()) if "\n" not in text[3:] else str(value)
+    """A config value as it would be typed on the command line (flow-style lists and dicts)."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_show(v)}" for k, v in value.items()) + "}"
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str) and not value.isprintable():  # e.g. the Esc key: show it escaped
+        return json.dumps(value)
     return str(value)
+
+
+def _group_file_comments(config_dir: Path, group: str, choice: str, seen: frozenset = frozenset()) -> dict[str, str]:
+    """Comments of a group file and, first, of the same-group files its own defaults list names."""
+    path = config_dir / group / f"{choice}.yaml"
+    if not path.is_file() or path in seen:
+        return {}
+    comments: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        match = re.match(r"^\s*-\s*([A-Za-z0-9_]+)\s*(#.*)?$", line)  # `- gym`: a file of this group
+        if match and match.group(1) != "_self_":
+            comments.update(_group_file_comments(config_dir, group, match.group(1), seen | {path}))
+    comments.update(yaml_comments(path, file_package(path, group)))
+    return comments
 
 
 def verb_help(verb: str, config_name: str, overrides: list[str], config_dir: Path, summary: str = "",
@@ -153,9 +170,7 @@ def verb_help(verb: str, config_name: str, overrides: list[str], config_dir: Pat
     primary = config_dir / f"{config_name}.yaml"
     comments: dict[str, str] = {}
     for group, choice in choices.items():
-        path = config_dir / group / f"{choice}.yaml"
-        if path.is_file():
-            comments.update(yaml_comments(path, file_package(path, group)))
+        comments.update(_group_file_comments(config_dir, group, choice))
     comments.update(defaults_comments(primary))  # a group's section: its line in the defaults list
     comments.update(yaml_comments(primary))  # the verb's own file sets (and documents) last
     plain = OmegaConf.to_container(cfg, resolve=False)
