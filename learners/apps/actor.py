@@ -32,7 +32,9 @@ def run_actor(cfg: dict, out_dir: Path) -> dict:
     env, teleop = wrap_teleop(env, cfg)
     sender = weights = None
     try:
-        base = load_base_policy(cfg.get("base_policy"), device=cfg["learner"].get("device", "cpu"),
+        from learners.agent import resolve_device
+
+        base = load_base_policy(cfg.get("base_policy"), device=resolve_device(str(cfg["learner"].get("device", "cpu"))),
                                 action_dim=int(env.action_space.shape[0]))
         acfg = agent_config(cfg["learner"], action_dim=int(env.action_space.shape[0]))
         agent = Agent(obs_spec_from_space(env.observation_space), acfg, base)

@@ -37,7 +37,9 @@ def run_learner(cfg: dict, out_dir: Path) -> dict:
 
     if cfg.get("torch_threads"):
         torch.set_num_threads(int(cfg["torch_threads"]))
-    device = distributed.init_from_env(str(cfg["learner"].get("device", "cpu")))
+    from learners.agent import resolve_device
+
+    device = distributed.init_from_env(resolve_device(str(cfg["learner"].get("device", "cpu"))))
     if cfg.get("obs_spec"):
         spec = obs_spec_from_config(cfg["obs_spec"])
     elif cfg.get("demos"):
