@@ -143,8 +143,8 @@ def run_online(cfg: dict, dataset: Path, base_ckpt: str, out: Path) -> dict:
                 bar.n = min(total, eps[-1]["env_steps"])
                 bar.set_postfix(success=f"{success:.2f}", interv=f"{interv:.2f}", v=eps[-1]["policy_version"])
                 bar.refresh()
-            if learner.poll() is not None:
-                raise RuntimeError(f"the learner exited early ({learner.returncode}); see {out / 'learner.log'}")
+            if learner.poll() not in (None, 0):  # rc 0: it went idle after the actor's last transition
+                raise RuntimeError(f"the learner failed ({learner.returncode}); see {out / 'learner.log'}")
         bar.n = total
         bar.refresh()
     finally:
@@ -180,9 +180,10 @@ def main(cfg) -> int:
 
     c = to_container(cfg)
     if (c.get("env") or {}).get("type") == "gym":
-        raise SystemExit("hilr demo drives the built-in robot env (its simulated operator is 7-D); for a gymnasium "
-                         "env use `hilr bench learn` (scripted-expert operator), or hilr record/train-bc/learner/actor "
-                         "with env=gym env.id=<id> ~teleop")
+        raise SystemExit("drives the built-in robot env only; for a gymnasium env: hilr bench learn env=gym "
+                         "(the same four-way study), or hilr record env=gym dataset=data/<d>; hilr train-bc env=gym "
+                         "dataset=data/<d> policy=bc_state; hilr learner demos=data/<d> base_policy=<bc>; "
+                         "hilr actor env=gym base_policy=<bc>")
     out = run_dir()
     t0 = time.monotonic()
     print(f"[1/4] recording {c['demos']['episodes']} demonstrations with the simulated operator")
