@@ -119,6 +119,7 @@ def run_reporting_errors(fn: Callable[[Any], Any], cfg: Any, verb: str) -> int:
     logging.getLogger("OpenGL").setLevel(logging.WARNING)  # PyOpenGL logs an INFO line on import
     try:
         out.mkdir(parents=True, exist_ok=True)
+        link_latest(out)
         (out / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         log.info("hilr %s: run directory %s (resolved config: config_resolved.yaml)", verb, out)
         value = fn(cfg)
@@ -144,6 +145,23 @@ def run_reporting_errors(fn: Callable[[Any], Any], cfg: Any, verb: str) -> int:
         known = _is_user_error(exc)
         print(f"hilr {verb}: {error_line(exc)}{'' if known else where}", file=sys.stderr)
         return 1
+
+
+def link_latest(out: Path) -> None:
+    """Point ``<out>/../latest`` at ``out`` (``runs/train_bc/latest/bc_best.safetensors`` in the
+    README), atomically; never replaces a ``latest`` that is not a symlink."""
+    import os
+
+    link = out.parent / "latest"
+    if link.exists() and not link.is_symlink():
+        return
+    tmp = out.parent / f".latest.{os.getpid()}"
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(out.name)
+        os.replace(tmp, link)
+    except OSError:  # a file system without symlinks: the timestamped folder still works
+        tmp.unlink(missing_ok=True)
 
 
 def run_dir() -> Path:

@@ -119,3 +119,17 @@ def test_bad_overrides_are_one_line(tmp_path):
     for args, line in cases.items():
         out = _hilr(*args, tmp_path=tmp_path)
         assert out.returncode == 2 and out.stderr.strip().splitlines() == [line], out.stderr
+
+
+def test_each_run_updates_a_latest_link(tmp_path):
+    from robot_env.app import link_latest
+
+    first, second = tmp_path / "2026-01-01_00-00-00", tmp_path / "2026-01-01_00-00-01"
+    for d in (first, second):
+        d.mkdir()
+        link_latest(d)
+        assert (tmp_path / "latest").resolve() == d.resolve()
+    (tmp_path / "latest").unlink()
+    (tmp_path / "latest").mkdir()  # a real folder named latest is never replaced
+    link_latest(first)
+    assert not (tmp_path / "latest").is_symlink()
