@@ -16,13 +16,23 @@ Action: ``Box(-1, 1, (7,), float32)`` = ``[dx, dy, dz, drx, dry, drz, gripper]``
 Timing: in ``realtime`` mode each step ends at the absolute deadline
 ``t_start + (i + 1) * dt`` (``time.monotonic()``); late steps count as overruns in
 ``info["control_overruns"]``. ``free_running`` (sim only) steps physics by ``dt`` and
-returns at once. Before acting, the env reads a fresh state and raises
-``StaleDataError`` if it is older than ``max_state_age_s``: it never acts on old data.
+returns at once. Before acting, the env reads a fresh state: it never acts on old data.
+
+Stale data (older than ``max_state_age_s`` / ``max_frame_age_s``, or a device's own
+``StaleDataError``) follows ``control.stale`` (``robot_env.stale``): under ``policy: hold``
+the env holds the arm, warns and re-reads until the data is fresh. A step whose state went
+stale *before* acting drops its action (the policy chose it from data that is now out of
+date; nothing is sent) and returns the fresh observation with ``info["stale_hold"]``; a
+loss longer than ``max_consecutive_s`` ends the episode with ``truncated=True`` and
+``info["stale_abort"]=True``, and a loss that outlasts it in ``reset()`` raises
+``DataLossError``. ``info["stale_steps"]`` counts the held steps of the episode. Under
+``policy: raise`` the first stale sample raises ``StaleDataError``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from typing import Any
 
@@ -31,6 +41,8 @@ import numpy as np
 
 from robot_env.geometry import apply_rotvec, quat_normalize
 from robot_env.hardware import Arm, ArmState, Camera, StaleDataError
+from robot_env.registry import config_from_dict
+from robot_env.stale import DataLossError, StaleConfig, StaleGuard
 from robot_env.task import SuccessSource, TaskConfig
 
 STATE_LAYOUT = {
@@ -41,6 +53,7 @@ STATE_LAYOUT = {
     "wrench": slice(14, 20),
 }
 STATE_DIM = 20
+log = logging.getLogger(__name__)
 
 
 class InvalidActionError(ValueError):
@@ -70,18 +83,23 @@ class ControlConfig:
     Attributes:
         mode: ``realtime`` (absolute deadlines at ``task.control_hz``) or
             ``free_running`` (sim only: step physics by dt as fast as possible).
-        max_state_age_s: a state older than this raises ``StaleDataError``, seconds;
-            None disables the check (free-running sim, where wall time means nothing).
+        max_state_age_s: a state older than this is stale, seconds; None disables the
+            check (free-running sim, where wall time means nothing).
         max_frame_age_s: same for camera frames, seconds; None disables.
+        stale: what a stale sample does (:class:`~robot_env.stale.StaleConfig`, or its
+            fields as a mapping): hold the arm and wait (default), or raise.
     """
 
     mode: str = "free_running"
     max_state_age_s: float | None = None
     max_frame_age_s: float | None = None
+    stale: StaleConfig = dataclasses.field(default_factory=StaleConfig)
 
     def __post_init__(self) -> None:
         if self.mode not in ("realtime", "free_running"):
             raise ValueError(f"control.mode must be 'realtime' or 'free_running', got {self.mode!r}")
+        if not isinstance(self.stale, StaleConfig):
+            self.stale = config_from_dict(StaleConfig, dict(self.stale or {}))
 
 
 def quat_sign_aligned(q: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -130,8 +148,11 @@ class RobotEnv(gym.Env):
         self.action_space = gym.spaces.Box(-1.0, 1.0, (7,), np.float32)
         self._last_state: ArmState | None = None
         self._last_obs_pose = np.zeros(7, np.float32)
+        self._last_reading: tuple[dict[str, np.ndarray], bool, bool, dict] | None = None
         self._step_index = 0
         self._overruns = 0
+        self._stale_steps = 0
+        self._stale = StaleGuard(self.control.stale, self._hold_arm)
         self._t_start = time.monotonic()
 
     # ------------------------------------------------------------------ gym API
@@ -142,34 +163,39 @@ class RobotEnv(gym.Env):
         if self.world is not None:
             self.world.reset(seed=int(self.np_random.integers(2**31)) if seed is None else seed)
         else:
-            self.arm.move_home()
+            self._stale.wait_fresh(self.arm.move_home, "moving home")  # DataLossError: robot gone
         self.success_source.reset()
-        self._step_index, self._overruns = 0, 0
-        obs = self._observe()
+        self._step_index, self._overruns, self._stale_steps = 0, 0, 0
+        (obs, _, _, task_state), held_s = self._stale.wait_fresh(self._read, "observing after reset")
         self._t_start = time.monotonic()
-        info = self._info(obs, success=False, lateness=0.0)
+        info = self._info(task_state, success=False, lateness=0.0, held_s=held_s)
         return obs, info
 
     def step(self, action):
-        """Act for one control period; see the module docstring for the action."""
+        """Act for one control period; see the module docstring for the action and stale data."""
         action = np.clip(check_action(action), -1.0, 1.0)
         if self._last_state is None:
             raise RuntimeError("call reset() before step()")
-        self._fresh_state()  # raises StaleDataError: never act on old data
-        # from the pose the caller observed (float32, as in obs), so wrappers that clip
-        # in action space see exactly the target the arm will get
-        target_pos, target_quat = self.action_to_target(action, self._last_obs_pose)
-        self.arm.command_pose(target_pos, target_quat)
-        self.arm.command_gripper(float((1.0 - action[6]) / 2.0 * self.arm.gripper_max_width))
-        if self.world is not None:
-            self.world.step(self.dt)
-        lateness = self._wait_for_deadline()
-        self._step_index += 1
-        obs = self._observe()
-        success = bool(self.success_source.success(obs))
-        failed = bool(self.success_source.failure(obs))
-        info = self._info(obs, success=success, lateness=lateness)
-        info["ee_target"] = np.concatenate([target_pos, target_quat]).astype(np.float32)
+        target = None
+        try:
+            _, held_s = self._stale.wait_fresh(self._fresh_state, "reading the arm state before acting")
+            if held_s == 0.0:  # held: the data went stale after the policy's observation; drop its action
+                target = self._act(action)
+                held_s = 0.0 if target is not None else 1e-9
+            if self.world is not None:
+                self.world.step(self.dt)
+            lateness = self._wait_for_deadline()
+            self._step_index += 1
+            (obs, success, failed, task_state), observe_held_s = self._stale.wait_fresh(self._read, "observing")
+        except DataLossError as exc:
+            return self._end_for_data_loss(exc)
+        held_s += observe_held_s
+        if held_s:  # a held step counts once, and the next period starts now, not late
+            self._stale_steps += 1
+            self._t_start = time.monotonic() - self._step_index * self.dt
+        info = self._info(task_state, success=success, lateness=lateness, held_s=held_s)
+        if target is not None:
+            info["ee_target"] = np.concatenate(target).astype(np.float32)
         info["failure"] = failed
         return obs, float(success), success or failed, False, info
 
@@ -190,6 +216,33 @@ class RobotEnv(gym.Env):
             self.world.close()
 
     # ----------------------------------------------------------------- helpers
+    def _act(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Send ``action``'s TCP target and gripper width; None if the arm refused it as stale."""
+        # from the pose the caller observed (float32, as in obs), so wrappers that clip
+        # in action space see exactly the target the arm will get
+        target_pos, target_quat = self.action_to_target(action, self._last_obs_pose)
+        try:
+            self.arm.command_pose(target_pos, target_quat)  # an arm re-checks its state: stale = nothing sent
+        except StaleDataError as exc:
+            self._stale.hold(exc)  # re-raises under policy: raise
+            return None
+        self.arm.command_gripper(float((1.0 - action[6]) / 2.0 * self.arm.gripper_max_width))
+        return target_pos, target_quat
+
+    def _hold_arm(self) -> None:
+        """Hold still: the arm's own ``stop()`` (never a target computed from stale data)."""
+        if self.arm.is_connected:
+            self.arm.stop()
+
+    def _end_for_data_loss(self, exc: DataLossError):
+        """Truncate the episode after a sustained loss, returning the last fresh observation."""
+        log.error("ending the episode: %s", exc)
+        obs, _, _, task_state = self._last_reading
+        self._stale_steps += 1
+        info = self._info(task_state, success=False, lateness=0.0, held_s=self.control.stale.max_consecutive_s)
+        info.update(stale_abort=True, stale_error=str(exc), failure=False)
+        return obs, 0.0, False, True, info
+
     def action_to_target(self, action: np.ndarray, state_vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """TCP target (pos m, quat xyzw; base frame) for ``action`` from an observed ``state``."""
         pos = state_vector[STATE_LAYOUT["ee_pos"]].astype(np.float64)
@@ -222,11 +275,20 @@ class RobotEnv(gym.Env):
                                  "refusing to act on it")
         return state
 
-    def _observe(self) -> dict[str, np.ndarray]:
+    def _read(self) -> tuple[dict[str, np.ndarray], bool, bool, dict[str, np.ndarray]]:
+        """Everything a step reports, read together: ``(obs, success, failure, task_state)``.
+
+        Raises ``StaleDataError`` when any of it is stale; nothing is kept from a stale read.
+        """
         state = self._fresh_state()
-        self._last_state = state
+        obs = self._observe(state)
+        reading = (obs, bool(self.success_source.success(obs)), bool(self.success_source.failure(obs)),
+                   self.success_source.task_state())
+        self._last_state, self._last_obs_pose, self._last_reading = state, obs["state"][:7].copy(), reading
+        return reading
+
+    def _observe(self, state: ArmState) -> dict[str, np.ndarray]:
         obs = {"state": self.state_vector(state)}
-        self._last_obs_pose = obs["state"][:7].copy()
         h, w = self.task.image_size
         for name, cam in self.cameras.items():
             frame = cam.read()
@@ -260,13 +322,18 @@ class RobotEnv(gym.Env):
             self._t_start = now - (self._step_index + 1) * self.dt
         return lateness
 
-    def _info(self, obs: dict[str, np.ndarray], success: bool, lateness: float) -> dict[str, Any]:
+    def _info(self, task_state: dict[str, np.ndarray], success: bool, lateness: float,
+              held_s: float) -> dict[str, Any]:
         return {
             "success": success,
             "is_success": success,
-            "task_state": self.success_source.task_state(),
+            "task_state": task_state,
             "safety_clipped": False,
             "control_overruns": self._overruns,
             "control_lateness_s": lateness,
             "step": self._step_index,
+            "stale_hold": bool(held_s),
+            "stale_held_s": float(held_s),
+            "stale_steps": self._stale_steps,
+            "stale_abort": False,
         }

@@ -9,9 +9,13 @@
 * ``task``: ``TaskConfig`` fields; ``name`` picks the task and, for a sim task, its
   defaults, which the other keys override. Default ``{"name": "pick_cube"}``.
 * ``control`` (optional): ``ControlConfig`` fields (``mode``, ``max_state_age_s``,
-  ``max_frame_age_s``). Default free-running in sim, realtime otherwise. Realtime on
-  hardware refuses data older than 2.5 control periods by default; the in-process sim has
-  no default age limit, since it renders and reads on demand and is never stale.
+  ``max_frame_age_s``, ``stale``). ``mode: auto`` (the default) is free-running in the
+  in-process sim and realtime otherwise; ``free_running`` asked of a robot that is not the
+  in-process sim (``robot=ros_sim``, hardware) runs in realtime, the only timing such a
+  robot has, with one log line. Realtime on hardware counts data older than 2.5 control
+  periods as stale by default; the in-process sim has no default age limit, since it
+  renders and reads on demand and is never stale. ``stale`` (``robot_env.stale.StaleConfig``,
+  default ``{policy: hold, max_consecutive_s: 2.0}``) says what a stale sample does.
 * ``safety`` (optional): overrides of the task's limits (``workspace_low``,
   ``workspace_high``, ``max_angle_from_home``, ``max_step_translation``,
   ``max_step_rotation``).
@@ -31,6 +35,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,6 +47,7 @@ from robot_env.registry import config_from_dict
 from robot_env.task import NoSuccess, SuccessSource, TaskConfig
 from robot_env.wrappers import PrivilegedState, RejectNonFiniteAction, SafetyClip
 
+log = logging.getLogger(__name__)
 _SAFETY_KEYS = ("workspace_low", "workspace_high", "max_angle_from_home",
                 "max_step_translation", "max_step_rotation")
 
@@ -97,6 +103,21 @@ def _check_camera_fits_robot(name: str, camera_type: str | None, robot_type: str
             f"camera {name!r} is an in-process sim camera (type mujoco), but the robot is {robot_type!r}, not "
             "robot=sim: with robot=ros_sim use camera=ros_sim; with a real robot use camera=realsense, "
             "camera=ros_realsense or camera=opencv")
+
+
+def _control_mode(mode: str, robot_type: str | None, in_process: bool) -> str:
+    """The env's timing: ``auto`` and ``free_running`` resolve to what the robot can do.
+
+    Only the in-process sim can step physics on demand (free-running); any other robot (the
+    ROS2 sim robot, hardware) keeps its own time, so the env must run in realtime there.
+    """
+    if mode == "auto":
+        return "free_running" if in_process else "realtime"
+    if mode == "free_running" and not in_process:
+        log.info("control.mode=free_running needs the in-process sim (robot=sim); robot type %r runs in "
+                 "realtime", robot_type)
+        return "realtime"
+    return mode
 
 
 def make_env(cfg: Mapping[str, Any] | None = None, *, success: SuccessSource | None = None,
@@ -157,8 +178,8 @@ def make_env(cfg: Mapping[str, Any] | None = None, *, success: SuccessSource | N
             cameras[name] = CAMERAS.make(spec, world=world)
         else:
             cameras[name] = CAMERAS.make(spec)
-    default_mode = "free_running" if world is not None else "realtime"
-    control_values = {"mode": default_mode, **(cfg.get("control") or {})}
+    control_values = {"mode": "auto", **(cfg.get("control") or {})}
+    control_values["mode"] = _control_mode(str(control_values["mode"]), robot.get("type"), in_process=world is not None)
     if control_values["mode"] == "realtime" and world is None:
         # Asynchronous devices (a driver thread, a ROS2 topic) can stall: refuse data older
         # than 2.5 periods. The in-process sim cannot: its state and camera images are

@@ -83,7 +83,7 @@ def test_orientation_cone_clips_rotation(env):
 
 def test_stale_state_raises_and_does_not_act():
     env = robot_env.make_env({"task": {"name": "reach"},
-                              "control": {"mode": "realtime", "max_state_age_s": 0.15}})
+                              "control": {"mode": "realtime", "max_state_age_s": 0.15, "stale": {"policy": "raise"}}})
     env.reset(seed=0)
     env.step(np.zeros(7, np.float32))
     world = env.unwrapped.world

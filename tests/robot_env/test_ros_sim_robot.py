@@ -6,6 +6,8 @@ and command crosses DDS on loopback exactly as on a robot PC.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 
 import numpy as np
@@ -61,6 +63,32 @@ def test_expert_succeeds_through_ros2(sim_robot):
           f"{overruns} overruns in the last episode")
     assert all(successes)
     assert runtime.active_nodes() == 0
+
+
+def test_a_frozen_robot_is_held_and_the_episode_goes_on(sim_robot):
+    """The robot process frozen for 0.5 s (SIGSTOP): every stream arrives late at once, as in
+    issue 14 (``joint_states`` 265 ms old killed the actor). The env holds the arm, counts the
+    held step and goes on with fresh data; the episode does not end."""
+    env = _env()  # default stale policy: hold
+    thaw = threading.Timer(0.5, sim_robot.send_signal, args=(signal.SIGCONT,))
+    try:
+        env.reset(seed=5)
+        for _ in range(3):
+            env.step(np.zeros(7, np.float32))
+        sim_robot.send_signal(signal.SIGSTOP)
+        thaw.start()
+        infos = []
+        for _ in range(10):
+            _, _, terminated, truncated, info = env.step(np.zeros(7, np.float32))
+            assert not truncated and not info["stale_abort"]
+            infos.append(info)
+        held = [round(i["stale_held_s"], 2) for i in infos if i["stale_hold"]]
+        print(f"\nsim robot frozen 0.5 s: {infos[-1]['stale_steps']} held step(s) {held} s, episode went on")
+        assert infos[-1]["stale_steps"] >= 1 and not infos[-1]["stale_hold"]  # fresh again at the end
+    finally:
+        thaw.cancel()
+        sim_robot.send_signal(signal.SIGCONT)
+        env.close()
 
 
 def test_state_stream_rate_and_camera_rate(sim_robot):
