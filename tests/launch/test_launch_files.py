@@ -101,3 +101,26 @@ def test_franka_stack_uses_the_real_robot_profiles():
     sim = dict(_commands(LAUNCH / "sim_stack.launch.xml"))
     assert {"sim-robot", "learner", "actor"} <= set(sim)
     assert "robot=ros_sim" in sim["actor"] and "camera=ros_sim" in sim["actor"]
+
+
+def test_sim_stack_learner_starts_without_demos_and_matches_the_actor():
+    """With its defaults (demos=null) the learner gets the actor's observation layout from the
+    launch file: it neither dies for want of a dataset nor disagrees with the actor's env."""
+    import robot_env
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from learners.builders import obs_spec_from_config
+    from policies.encoders import obs_spec_from_space
+
+    cmds = dict(_commands(LAUNCH / "sim_stack.launch.xml"))
+    with initialize_config_dir(config_dir=str(LAUNCH / "config"), version_base="1.3"):
+        learner = OmegaConf.to_container(compose(config_name="learner", overrides=cmds["learner"]), resolve=True)
+        actor = OmegaConf.to_container(compose(config_name="actor", overrides=cmds["actor"]), resolve=True)
+    assert learner["demos"] is None and learner["obs_spec"]
+    env = robot_env.make_env(actor)  # ROS2 devices do no I/O before connect(): the spaces are known
+    try:
+        assert obs_spec_from_config(learner["obs_spec"]) == obs_spec_from_space(env.observation_space)
+        assert env.unwrapped.control.mode == "realtime"
+    finally:
+        env.close()
