@@ -34,6 +34,9 @@ def build_env(cfg: Mapping[str, Any]) -> Any:
 def wrap_teleop(env: Any, cfg: Mapping[str, Any]) -> tuple[Any, Any]:
     """Wrap ``env`` with the intervention wrapper when ``cfg["teleop"]`` names a device.
 
+    A gymnasium env (``env=gym``) with ``teleop=sim_operator`` gets its own scripted expert
+    as the operator (``teleop.expert_intervention``), whatever its action size.
+
     Returns:
         ``(env, teleop)``; ``teleop`` is None (and ``env`` unchanged) when the config has
         ``teleop: null``. The teleoperator is connected; disconnect it when done.
@@ -41,6 +44,11 @@ def wrap_teleop(env: Any, cfg: Mapping[str, Any]) -> tuple[Any, Any]:
     spec = cfg.get("teleop")
     if not spec:
         return env, None
+    from teleop.expert_intervention import is_gym_env, wrap_with_expert
+
+    if dict(spec).get("type") == "sim_operator" and is_gym_env(env):
+        wrapped = wrap_with_expert(env, dict(spec))
+        return wrapped, wrapped  # the wrapper stands in for the device (its disconnect() is a no-op)
     from teleop.base import make_teleoperator
     from teleop.intervention import InterventionWrapper
 

@@ -52,11 +52,12 @@ def run_actor(cfg: dict, out_dir: Path) -> dict:
             summary["transport"] = sender.stats()
         return summary
     finally:
-        # The arm holds still before anything else is torn down.
-        try:
-            env.unwrapped.arm.stop()
-        except Exception as exc:  # noqa: BLE001 - a dead arm must not hide the original error
-            log.warning("arm stop at shutdown failed: %s", exc)
+        # The arm holds still before anything else is torn down (gymnasium envs have no arm).
+        if hasattr(env.unwrapped, "arm"):
+            try:
+                env.unwrapped.arm.stop()
+            except Exception as exc:  # noqa: BLE001 - a dead arm must not hide the original error
+                log.warning("arm stop at shutdown failed: %s", exc)
         if sender is not None:
             sender.close()
         if weights is not None:
