@@ -22,7 +22,8 @@ Stale data (older than ``max_state_age_s`` / ``max_frame_age_s``, or a device's 
 ``StaleDataError``) follows ``control.stale`` (``robot_env.stale``): under ``policy: hold``
 the env holds the arm, warns and re-reads until the data is fresh. A step whose state went
 stale *before* acting drops its action (the policy chose it from data that is now out of
-date; nothing is sent) and returns the fresh observation with ``info["stale_hold"]``; a
+date; nothing is sent) and returns the fresh observation with ``info["stale_hold"]`` and
+``info["action_dropped"]``; a
 loss longer than ``max_consecutive_s`` ends the episode with ``truncated=True`` and
 ``info["stale_abort"]=True``, and a loss that outlasts it in ``reset()`` raises
 ``DataLossError``. ``info["stale_steps"]`` counts the held steps of the episode. Under
@@ -196,6 +197,7 @@ class RobotEnv(gym.Env):
         info = self._info(task_state, success=success, lateness=lateness, held_s=held_s)
         if target is not None:
             info["ee_target"] = np.concatenate(target).astype(np.float32)
+        info["action_dropped"] = target is None  # held before acting: nothing was sent for this action
         info["failure"] = failed
         return obs, float(success), success or failed, False, info
 
@@ -240,7 +242,7 @@ class RobotEnv(gym.Env):
         obs, _, _, task_state = self._last_reading
         self._stale_steps += 1
         info = self._info(task_state, success=False, lateness=0.0, held_s=self.control.stale.max_consecutive_s)
-        info.update(stale_abort=True, stale_error=str(exc), failure=False)
+        info.update(stale_abort=True, stale_error=str(exc), failure=False, action_dropped=True)
         return obs, 0.0, False, True, info
 
     def action_to_target(self, action: np.ndarray, state_vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -60,6 +60,7 @@ def test_short_loss_holds_the_arm_and_the_episode_continues():
             infos.append(info)
         assert infos[-1]["stale_steps"] >= 1 and any(i["stale_hold"] for i in infos)
         assert not any(i["stale_abort"] for i in infos)
+        assert all(("ee_target" in i) != i["action_dropped"] for i in infos)  # a dropped action sent nothing
         held = sum(i["stale_held_s"] for i in infos)
         sent = _stamps(driver.received("pose"))
         # the last command may leave while the state is just under its age limit; none after that
