@@ -180,7 +180,9 @@ class RobotEnv(gym.Env):
         target = None
         try:
             _, held_s = self._stale.wait_fresh(self._fresh_state, "reading the arm state before acting")
-            if held_s == 0.0:  # held: the data went stale after the policy's observation; drop its action
+            # fresh at once: act. Held: the data went stale after the policy's observation, so its
+            # action is out of date and is dropped (nothing is sent for it)
+            if held_s == 0.0:
                 target = self._act(action)
                 held_s = 0.0 if target is not None else 1e-9
             if self.world is not None:
@@ -189,7 +191,7 @@ class RobotEnv(gym.Env):
             self._step_index += 1
             (obs, success, failed, task_state), observe_held_s = self._stale.wait_fresh(self._read, "observing")
         except DataLossError as exc:
-            return self._end_for_data_loss(exc)
+            return self._end_for_data_loss(exc, action_sent=target is not None)
         held_s += observe_held_s
         if held_s:  # a held step counts once, and the next period starts now, not late
             self._stale_steps += 1
@@ -236,13 +238,13 @@ class RobotEnv(gym.Env):
         if self.arm.is_connected:
             self.arm.stop()
 
-    def _end_for_data_loss(self, exc: DataLossError):
+    def _end_for_data_loss(self, exc: DataLossError, action_sent: bool):
         """Truncate the episode after a sustained loss, returning the last fresh observation."""
         log.error("ending the episode: %s", exc)
         obs, _, _, task_state = self._last_reading
         self._stale_steps += 1
         info = self._info(task_state, success=False, lateness=0.0, held_s=self.control.stale.max_consecutive_s)
-        info.update(stale_abort=True, stale_error=str(exc), failure=False, action_dropped=True)
+        info.update(stale_abort=True, stale_error=str(exc), failure=False, action_dropped=not action_sent)
         return obs, 0.0, False, True, info
 
     def action_to_target(self, action: np.ndarray, state_vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
