@@ -193,7 +193,7 @@ class ActorLoop:
             # the critic learns from what the arm executed (after the safety clip); what the policy or
             # the operator asked for travels beside it
             executed = executed_action(info, action)
-            if self.sender is not None:
+            if self.sender is not None and not info.get("action_dropped", False):  # a dropped action never ran
                 tr = make_transition(obs, next_obs, executed, base, residual, reward, terminated, truncated, info)
                 tr["requested_action"] = np.asarray(info.get("action", action), np.float32)
                 if truncated and not terminated:  # the TD target bootstraps from base(next_obs) + residual
