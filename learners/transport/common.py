@@ -218,7 +218,17 @@ class SeqSet:
         return cls(int(d["low"]), [int(x) for x in d.get("above", [])])
 
 
-class LearnerSocketOwner:
+class StartCloseContext:
+    """``with obj:`` = ``obj.start()`` ... ``obj.close()``, for every socket owner of the transport."""
+
+    def __enter__(self) -> Any:
+        return self.start()  # type: ignore[attr-defined]
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()  # type: ignore[attr-defined]
+
+
+class LearnerSocketOwner(StartCloseContext):
     """Teardown shared by the learner-side endpoints (transition receiver, weight publisher).
 
     Each owns one bound socket served by one I/O thread, a :class:`Waker`, a CURVE
@@ -240,9 +250,3 @@ class LearnerSocketOwner:
         self._waker.close()
         self._auth.stop()
         self._ctx.term()
-
-    def __enter__(self) -> Any:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()

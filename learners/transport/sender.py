@@ -34,7 +34,7 @@ import zmq
 
 from learners.transport import wire
 from learners.transport.auth import apply_client
-from learners.transport.common import ReconnectTimer, Rejections, Waker, routing_id
+from learners.transport.common import ReconnectTimer, Rejections, StartCloseContext, Waker, routing_id
 from learners.transport.config import TransportConfig
 from learners.transport.outbox import Key, Outbox, OutboxFull
 from learners.transport.spec import conform_floats, parse_stated_spec
@@ -42,7 +42,7 @@ from learners.transport.spec import conform_floats, parse_stated_spec
 log = logging.getLogger(__name__)
 
 
-class TransitionSender:
+class TransitionSender(StartCloseContext):
     """Streams transitions from one actor to the learner, reliably and without blocking.
 
     Args:
@@ -177,12 +177,6 @@ class TransitionSender:
         self._sock.close(0)
         self._waker.close()
         self._ctx.term()
-
-    def __enter__(self) -> TransitionSender:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ caller API
     def send(self, transition: Mapping[str, Any], policy_version: int) -> int:

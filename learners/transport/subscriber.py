@@ -24,7 +24,7 @@ import zmq
 
 from learners.transport import wire
 from learners.transport.auth import apply_client
-from learners.transport.common import ReconnectTimer, Rejections, Waker
+from learners.transport.common import ReconnectTimer, Rejections, StartCloseContext, Waker
 from learners.transport.config import TransportConfig
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class VersionJump(wire.WireError):
     reason = "version_jump"
 
 
-class WeightSubscriber:
+class WeightSubscriber(StartCloseContext):
     """Actor side: returns the newest valid weights without ever blocking.
 
     The actor loop calls :meth:`poll_latest` between steps. A refused message is counted
@@ -109,12 +109,6 @@ class WeightSubscriber:
         self._sock = None
         self._waker.close()
         self._ctx.term()
-
-    def __enter__(self) -> WeightSubscriber:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ actor API
     def poll_latest(self) -> tuple[int, dict[str, np.ndarray]] | None:
