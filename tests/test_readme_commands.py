@@ -59,7 +59,8 @@ class Entry:
         skip: allow-list reason (the command is not run); ``readme_says`` backs it.
         dry_run_contains: for a skipped ``make`` target: text ``make -n`` must print.
         role: ``learner`` starts in the background; ``actor`` runs, then the learner is awaited.
-        check: name of a post-condition in ``CHECKS``.
+        makes: glob patterns (relative to the working directory) each matching a file after it.
+        pair_check: the learner + actor post-conditions run after this (actor) line.
     """
 
     pattern: str
@@ -69,7 +70,8 @@ class Entry:
     skip: str = ""
     dry_run_contains: str = ""
     role: str = ""
-    check: str = ""
+    makes: tuple[str, ...] = ()
+    pair_check: bool = False
 
 
 ACTOR_STEPS = 100  # env steps of the actor in the learner + actor pair (about 5 pick_cube episodes)
@@ -82,11 +84,12 @@ COMMANDS: tuple[Entry, ...] = (
           readme_says=r"`make demo` runs `hilr demo` \(about \d+ min", dry_run_contains="hilr demo"),
     Entry(r"make test\b", skip="the whole test suite, this module included", readme_says="the whole test suite",
           dry_run_contains="pytest"),
-    Entry(r"hilr calibrate intrinsics\b", check="intrinsics"),
+    Entry(r"hilr calibrate intrinsics\b", makes=("calibration_files/intrinsics_*.yaml",)),
     # 3 episodes: `hilr show data/demos 2` below needs an episode 2
-    Entry(r"hilr record\b", budget=("episodes=3", "progress=false"), check="record"),
+    Entry(r"hilr record\b", budget=("episodes=3", "progress=false"),
+          makes=("data/demos/meta.json", "data/demos/episodes/episode_000002.npz")),
     Entry(r"hilr train-bc\b", budget=("train.steps=20", "eval.episodes=1", "threads=1", "progress=false"),
-          check="train_bc"),
+          makes=("runs/train_bc/latest/bc_best.safetensors",)),
     # learning_starts below the actor's steps: real updates and weight versions within the budget;
     # the learner stops as documented (idle exit after the actor's last transition), 5 s not 5 min
     Entry(r"hilr learner\b", budget=("learner.batch_size=32", f"loop.learning_starts={ACTOR_STEPS - 30}",
@@ -95,13 +98,13 @@ COMMANDS: tuple[Entry, ...] = (
     # paced like `hilr demo`'s actor: a free-running state sim would end its 100 steps before the
     # learner's first weights could arrive (published every weights_republish_s = 1 s)
     Entry(r"hilr actor\b", budget=(f"actor.total_steps={ACTOR_STEPS}", "actor.max_steps_per_s=25", "progress=false",
-                                   "flush_timeout_s=60", *PORTS), role="actor", check="pair"),
-    Entry(r"hilr eval\b", budget=("episodes=1", "progress=false"), check="eval"),
-    Entry(r"hilr show \S+ \d+ format=mp4\b", check="show_mp4"),
-    Entry(r"hilr show \S+$", check="show_png"),
+                                   "flush_timeout_s=60", *PORTS), role="actor", pair_check=True),
+    Entry(r"hilr eval\b", budget=("episodes=1", "progress=false"), makes=("runs/eval/latest/eval_summary.json",)),
+    Entry(r"hilr show \S+ \d+ format=mp4\b", makes=("runs/show/latest/episode_000002.mp4",)),
+    Entry(r"hilr show \S+$", makes=("runs/show/latest/episode_000000.png",)),
     Entry(r"hilr dataset summary\b"),
-    Entry(r"hilr dataset export\b", check="export"),
-    Entry(r"hilr dataset import\b", check="import"),
+    Entry(r"hilr dataset export\b", makes=("data/demos_lerobot/meta/info.json",)),
+    Entry(r"hilr dataset import\b", makes=("data/demos_back/meta.json", "data/demos_back/episodes/episode_000002.npz")),
 )
 
 # <placeholder> -> what the commands before it made, relative to the working directory
@@ -304,8 +307,11 @@ class Runner:
         ok = self.expect_ok(ran, label)
         if entry.role == "actor":
             ok = self.finish_pair(ran) and ok
-        if ok and entry.check:
-            CHECKS[entry.check](self, ran)
+        if ok and entry.pair_check:
+            check_pair(self, ran)
+        missing = [g for g in entry.makes if not list(self.cwd.glob(g))]
+        if ok and missing:
+            self.fail(f"`{cmd.text}` exited 0 but made no {', '.join(missing)}", ran)
 
     def expect_one_line_failure(self, ran: Ran, cmd: Command, entry: Entry) -> None:
         lines, error = ran.stderr_lines(), entry.error or HARDWARE_ERROR
@@ -348,22 +354,6 @@ def _latest(cwd: Path, verb: str) -> Path:
 
 
 # ------------------------------------------------------------------------------ post-conditions
-def check_intrinsics(r: Runner, ran: Ran) -> None:
-    if not list((r.cwd / "calibration_files").glob("intrinsics_*.yaml")):
-        r.fail("hilr calibrate intrinsics (sim) wrote no calibration_files/intrinsics_<camera>.yaml", ran)
-
-
-def check_record(r: Runner, ran: Ran) -> None:
-    episodes = list((r.cwd / "data" / "demos" / "episodes").glob("episode_*.npz"))
-    if len(episodes) != 3:
-        r.fail(f"hilr record kept {len(episodes)} episodes in data/demos (budget: 3)", ran)
-
-
-def check_train_bc(r: Runner, ran: Ran) -> None:
-    if not (_latest(r.cwd, "train_bc") / "bc_best.safetensors").is_file():
-        r.fail("hilr train-bc left no runs/train_bc/latest/bc_best.safetensors (the README's <bc.safetensors>)", ran)
-
-
 def check_pair(r: Runner, ran: Ran) -> None:
     """The documented pair trained together: every transition arrived, weights reached the actor."""
     actor = json.loads((_latest(r.cwd, "actor") / "actor_summary.json").read_text())
@@ -377,49 +367,6 @@ def check_pair(r: Runner, ran: Ran) -> None:
         rejected = [ln for ln in ran.out.read_text(errors="replace").splitlines() if "rejected" in ln][:1]
         r.fail("learner + actor as documented: the actor never took the learner's weights (weight_updates=0)"
                + (f"; first rejection: {rejected[0].split(' - ', 1)[-1]}" if rejected else ""), ran)
-
-
-def check_eval(r: Runner, ran: Ran) -> None:
-    summary = json.loads((_latest(r.cwd, "eval") / "eval_summary.json").read_text())
-    if summary["episodes"] != 1:
-        r.fail(f"hilr eval ran {summary['episodes']} episodes (budget: 1)", ran)
-
-
-def _printed_file(ran: Ran) -> Path | None:
-    """The ``file`` of the JSON summary a verb prints last on stdout (None if there is none)."""
-    for line in reversed(ran.out.read_text(errors="replace").splitlines()):
-        if line.startswith("{"):
-            return Path(json.loads(line).get("file", ""))
-    return None
-
-
-def check_show_png(r: Runner, ran: Ran) -> None:
-    out = _printed_file(ran)
-    if out is None or out.suffix != ".png" or not out.is_file() or not out.name.endswith("0.png"):
-        r.fail(f"hilr show data/demos: no episode-0 PNG written (printed file: {out})", ran)
-
-
-def check_show_mp4(r: Runner, ran: Ran) -> None:
-    out = _printed_file(ran)
-    if out is None or out.suffix != ".mp4" or not out.is_file() or out.stat().st_size == 0:
-        r.fail(f"hilr show ... format=mp4: no video written (printed file: {out})", ran)
-
-
-def check_export(r: Runner, ran: Ran) -> None:
-    if not (r.cwd / "data" / "demos_lerobot" / "meta" / "info.json").is_file():
-        r.fail("hilr dataset export wrote no data/demos_lerobot/meta/info.json", ran)
-
-
-def check_import(r: Runner, ran: Ran) -> None:
-    back = sorted(p.name for p in (r.cwd / "data" / "demos_back" / "episodes").glob("episode_*.npz"))
-    orig = sorted(p.name for p in (r.cwd / "data" / "demos" / "episodes").glob("episode_*.npz"))
-    if not back or back != orig:
-        r.fail(f"hilr dataset import: data/demos_back holds episodes {back}, data/demos {orig}", ran)
-
-
-CHECKS = {"intrinsics": check_intrinsics, "record": check_record, "train_bc": check_train_bc,
-          "pair": check_pair, "eval": check_eval, "show_png": check_show_png,
-          "show_mp4": check_show_mp4, "export": check_export, "import": check_import}
 
 
 # ------------------------------------------------------------------------------ tests
