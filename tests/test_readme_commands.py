@@ -128,7 +128,6 @@ class Command:
     """One README command: its text as written (comment stripped), block and position."""
 
     text: str
-    block: int
     heading: str
     start: int  # offset of the block in README.md
     end: int
@@ -138,7 +137,6 @@ class Command:
 class Block:
     """One ```bash block of README.md."""
 
-    index: int
     heading: str
     start: int
     end: int
@@ -149,9 +147,9 @@ def parse_readme(text: str) -> list[Block]:
     """The ```bash (sh, shell, console) blocks of ``text`` with their commands."""
     blocks = []
     fence = re.compile(r"^```(bash|sh|shell|console)[ \t]*\n(.*?)^```", re.S | re.M)
-    for i, m in enumerate(fence.finditer(text)):
+    for m in fence.finditer(text):
         headings = re.findall(r"^#+ (.+)$", text[: m.start()], re.M)
-        block = Block(i, headings[-1].strip() if headings else "top", m.start(), m.end())
+        block = Block(headings[-1].strip() if headings else "top", m.start(), m.end())
         pending = ""
         for raw in m.group(2).splitlines():
             line = raw.strip()
@@ -165,7 +163,7 @@ def parse_readme(text: str) -> list[Block]:
             line = re.sub(r"(^|\s)#.*$", "", pending + line).strip()  # a trailing comment
             pending = ""
             if line:
-                block.commands.append(Command(" ".join(line.split()), i, block.heading, m.start(), m.end()))
+                block.commands.append(Command(" ".join(line.split()), block.heading, m.start(), m.end()))
         blocks.append(block)
     return blocks
 
@@ -252,7 +250,7 @@ class Ran:
 
 
 class Runner:
-    """Runs a block's commands in one working directory and collects every problem."""
+    """Runs README commands in order in one working directory and collects every problem."""
 
     def __init__(self, cwd: Path, cuda: bool):
         self.cwd, self.cuda, self.n = cwd, cuda, 0
@@ -263,8 +261,9 @@ class Runner:
     def start(self, argv: list[str]) -> Ran:
         self.n += 1
         out, err = self.cwd / f"cmd{self.n:02d}.out", self.cwd / f"cmd{self.n:02d}.err"
-        proc = subprocess.Popen(argv, cwd=self.cwd, env=run_env(), stdout=open(out, "w"), stderr=open(err, "w"),
-                                stdin=subprocess.DEVNULL)
+        with open(out, "w") as stdout, open(err, "w") as stderr:  # the child keeps its own copies
+            proc = subprocess.Popen(argv, cwd=self.cwd, env=run_env(), stdout=stdout, stderr=stderr,
+                                    stdin=subprocess.DEVNULL)
         return Ran(argv, None, out, err, proc)
 
     def wait(self, ran: Ran, timeout: float = TIMEOUT_S) -> Ran:
@@ -399,8 +398,8 @@ def test_allow_listed_commands_are_explained_in_the_readme():
     for cmd in (c for b in BLOCKS for c in b.commands):
         for entry in entry_for(cmd.text):
             if entry.readme_says and not re.search(entry.readme_says, near(README_TEXT, cmd)):
-                problems.append(f"README.md should say {entry.readme_says!r} next to `{cmd.text}` (COMMANDS "
-                                f"{'skips it: ' + entry.skip if entry.skip else 'runs its sim twin'})")
+                problems.append(f"README.md should say {entry.readme_says!r} next to `{cmd.text}`: the reason "
+                                f"COMMANDS gives for not running it ({entry.skip})")
             if entry.skip and entry.dry_run_contains:
                 out = subprocess.run([*shlex.split(cmd.text), "-n"], cwd=REPO, capture_output=True, text=True,
                                      timeout=60)
