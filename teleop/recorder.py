@@ -129,14 +129,16 @@ def record_episodes(env: InterventionWrapper, writer: EpisodeWriter, n_episodes:
                 stats.discarded += 1
                 status.message = "episode discarded (reset)"
                 continue
-            path = writer.end(label)
-            success = bool(label) if label is not None else env_success
-            stats.attempts += 1
-            stats.successes += int(success)
+            with defer_sigint():  # Ctrl-C between the file's rename and the count would miscount
+                path = writer.end(label)
+                success = bool(label) if label is not None else env_success
+                stats.attempts += 1
+                stats.successes += int(success)
+                if path is not None:
+                    stats.kept += 1
+                    stats.paths.append(path)
             status.attempts, status.successes = stats.attempts, stats.successes
             if path is not None:
-                stats.kept += 1
-                stats.paths.append(path)
                 bar.update(1)
                 status.message = f"saved {path.name} ({'success' if success else 'failure'})"
             else:
@@ -153,6 +155,26 @@ def record_episodes(env: InterventionWrapper, writer: EpisodeWriter, n_episodes:
         if writer.recording:
             writer.discard()  # an unfinished episode is never written
     return stats
+
+
+@contextlib.contextmanager
+def defer_sigint():
+    """Hold a Ctrl-C (SIGINT) that arrives inside the block and raise it once the block is done,
+    so an episode file and the counters that report it are written together or not at all."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def _run_episode(env, writer, policy, keyboard, console, status, stats, obs, on_step):

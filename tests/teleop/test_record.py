@@ -211,7 +211,7 @@ def test_hilr_record_ctrl_c_keeps_finished_episodes(tmp_path):
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr[-3000:]
     summary = json.loads(stdout.strip().splitlines()[-1])
-    assert summary["interrupted"] and summary["kept"] == len(list_episodes(data)) >= 1
+    assert summary["interrupted"] and summary["kept"] == len(list_episodes(data)) >= 1, (summary, list_episodes(data))
     for path in list_episodes(data):
         load_episode(path)
     assert not list(data.rglob(".*.tmp"))
