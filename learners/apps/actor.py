@@ -46,6 +46,8 @@ def run_actor(cfg: dict, out_dir: Path) -> dict:
             weights = WeightSubscriber(tcfg).start()
         loop = ActorLoop(env, agent, loop_cfg, sender=sender, weights=weights, run_dir=out_dir)
         summary = loop.run(progress=cfg.get("progress", True))
+        if weights is not None:
+            summary["weights"] = weights.stats()
         if sender is not None:
             flushed = sender.flush(float(cfg.get("flush_timeout_s", 30.0)))
             summary["flushed"] = flushed
@@ -74,4 +76,10 @@ def main(cfg) -> int:
     summary = run_actor(to_container(cfg), out)
     (out / "actor_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k != "transport"}, default=str))
+    refused = (summary.get("weights") or {}).get("rejected") or {}
+    if summary.get("weight_updates", 0) == 0 and refused.get("spec_mismatch"):
+        raise SystemExit(f"the learner's weights never fit this actor's model ({refused['spec_mismatch']} messages "
+                         f"refused: other network sizes); start both with the same learner=<config> "
+                         f"(this actor: learner.actor_hidden={cfg.learner.actor_hidden}, "
+                         f"num_critics={cfg.learner.num_critics})")
     return 0

@@ -144,3 +144,16 @@ def test_learner_killed_and_resumed_loses_no_transition(setup):
     online = ReplayBuffer.load(tmp / "ckpt" / latest / "online.npz")
     assert online.num_transitions == total
     assert "resumed from" in (tmp / "learner2.log").read_text()
+
+
+def test_actor_with_another_network_size_than_the_learner_says_so_in_one_line(setup):
+    tmp, learner_args, actor_args = setup
+    learner = _hilr("learner", [*learner_args, "learner.actor_hidden=[32,32]"], tmp / "learner", tmp / "learner.log")
+    cmd = [sys.executable, "-m", "learners.cli", "actor", *actor_args, "actor.total_steps=400",
+           f"hydra.run.dir={tmp / 'actor'}"]
+    actor = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ), timeout=300)
+    learner.kill()
+    learner.wait(timeout=30)
+    assert actor.returncode == 1, actor.stderr[-2000:]
+    lines = [line for line in actor.stderr.strip().splitlines() if line.startswith("hilr actor:")]
+    assert len(lines) == 1 and "same learner=" in lines[0] and "other network sizes" in lines[0], actor.stderr[-2000:]
