@@ -141,6 +141,25 @@ def resolve_device(device: str) -> str:
     return str(device)
 
 
+def check_base_fits(base_policy: Any, spec: Mapping[str, Any]) -> None:
+    """Refuse a base policy trained on another observation layout, naming the likely cause.
+
+    A BC base records its layout (``model.spec``); a state of another size almost always means
+    ``privileged_state`` or ``camera`` differ from training (e.g. trained with
+    ``privileged_state=true camera=none``, run without).
+    """
+    model_spec = getattr(getattr(base_policy, "model", None), "spec", None)
+    if not model_spec:
+        return
+    for key, (shape, _) in model_spec.items():
+        got = spec.get(key)
+        if got is None or tuple(got[0]) != tuple(shape):
+            raise ValueError(
+                f"the base policy was trained on obs[{key!r}] of shape {tuple(shape)}, this env gives "
+                f"{None if got is None else tuple(got[0])}: run with the privileged_state / camera settings "
+                f"it was trained with (its observation keys: {sorted(model_spec)})")
+
+
 def batch_to_torch(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
     """numpy batch from a replay buffer -> tensors on ``device`` (images stay uint8, bools -> float)."""
     out: dict[str, Any] = {}
@@ -166,6 +185,7 @@ class Agent:
 
     def __init__(self, spec: ObsSpec, cfg: AgentConfig, base_policy: BasePolicy | None = None) -> None:
         self.spec, self.cfg = dict(spec), cfg
+        check_base_fits(base_policy, self.spec)
         self.device = torch.device(cfg.device)
         self.base = base_policy if (base_policy is not None and cfg.mode != "rlpd") else ZeroBasePolicy(cfg.action_dim)
         self.rng = np.random.default_rng(cfg.seed)

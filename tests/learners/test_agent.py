@@ -235,3 +235,12 @@ def test_device_auto_resolves_and_missing_cuda_is_a_clear_error():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU"):
             AgentConfig(device="cuda")
+
+
+def test_a_base_trained_on_another_observation_layout_is_refused_with_the_likely_cause():
+    from policies.bc import BCBasePolicy, BCConfig, BCPolicy
+
+    base = BCBasePolicy(BCPolicy({"state": ((28,), "float32")}, BCConfig(hidden=(8,))))
+    with pytest.raises(ValueError, match="privileged_state / camera"):
+        Agent({"state": ((20,), "float32")}, AgentConfig(**SMALL), base)
+    Agent({"state": ((28,), "float32")}, AgentConfig(**SMALL), base)  # the layout it was trained on
