@@ -488,27 +488,28 @@ def run_study(study: StudyConfig, progress: bool = True, runs_dir: Path | None =
     for variant in study.variants:
         vs = variant_study(study, variant)
         runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
-        seeds_info = []
+        seeds_info, seed_ids = [], []
         for seed in range(study.first_seed if not study.report_only else 0, study.seeds):
             folder = runs_dir / variant.replace("/", "_") / f"seed{seed}" if runs_dir else None
             todo = [m for m in methods if folder is None or not (folder / f"{m}.json").exists()]
-            if study.report_only and (folder is None or todo or not (folder / "base.json").exists()):
+            if study.report_only and (folder is None or not (folder / "base.json").exists()):
                 bar.update(len(methods))
                 continue
             base = probes = demos = None
-            if todo or folder is None or not (folder / "base.json").exists():
+            if not study.report_only and (todo or folder is None or not (folder / "base.json").exists()):
                 base, demos, info, probes = _seed_setup(variant, vs, seed, residual_scale)
                 if folder is not None:
                     _write_json(folder / "base.json", info)
             else:
                 info = json.loads((folder / "base.json").read_text())
             seeds_info.append(info)
+            seed_ids.append(seed)
             for m in methods:
                 bar.set_postfix_str(f"{variant} seed {seed} {m}")
                 path = folder / f"{m}.json" if folder is not None else None
                 if path is not None and path.exists():
                     run = json.loads(path.read_text())
-                elif path is not None and not claim(path):
+                elif study.report_only or (path is not None and not claim(path)):
                     runs[m].append(None)  # another worker is running it: its file will be there for the report
                     bar.update(1)
                     continue
@@ -522,14 +523,15 @@ def run_study(study: StudyConfig, progress: bool = True, runs_dir: Path | None =
                         _write_json(path, run)
                 runs[m].append(run)
                 bar.update(1)
-        complete = [i for i in range(len(seeds_info)) if all(runs[m][i] is not None for m in methods)]
-        if len(complete) < len(seeds_info):  # a seed whose runs another worker still has: report it later
-            seeds_info = [seeds_info[i] for i in complete]
-            runs = {m: [r[i] for i in complete] for m, r in runs.items()}
         if not seeds_info:
             continue
         base_runs = [i["base"]["successes"] for i in seeds_info]
-        results[variant] = {m: summarise(r, base_runs) for m, r in runs.items()}
+        results[variant] = {}
+        for m, r in runs.items():  # each method over the seeds it has finished (others: still running)
+            done = [i for i, run in enumerate(r) if run is not None]
+            if done:
+                results[variant][m] = {**summarise([r[i] for i in done], [base_runs[i] for i in done]),
+                                       "seeds": [seed_ids[i] for i in done]}
         results[variant]["_seeds"] = len(seeds_info)
         results[variant]["_base_success_per_seed"] = [i["base"]["success_rate"] for i in seeds_info]
         if all("oracle" in i for i in seeds_info):

@@ -42,6 +42,8 @@ def table_rows(result: Mapping[str, Any], reference: Mapping[str, Any] | None = 
                    "spread": round(s["final_std"], 3), "steps_to_90": s["steps_to_90_mean_curve"],
                    "intervention_steps": round(s["intervention_steps_mean"], 1),
                    "seconds": round(s["seconds_mean"], 1)}
+            if "seeds" in s:
+                row["seeds"] = len(s["seeds"])
             if s.get("vs_base"):
                 row["vs_base"] = s["vs_base"][-1]
                 row["worst_vs_base"] = min(p["mean"] for p in s["vs_base"])
@@ -65,7 +67,8 @@ def format_table(rows: list[dict[str, Any]], with_reference: bool) -> str:
     for r in rows:
         d = r.get("vs_base")
         diff = f"{d['mean']:+.2f} [{d['lo']:+.2f}, {d['hi']:+.2f}]" if d else "-"
-        cells = [r["variant"], r["method"], f"{r['success']:.2f} ± {r['spread']:.2f}", diff,
+        seeds = f" ({r['seeds']} seed{'s' if r['seeds'] != 1 else ''})" if "seeds" in r else ""
+        cells = [r["variant"], r["method"] + seeds, f"{r['success']:.2f} ± {r['spread']:.2f}", diff,
                  "never" if r["steps_to_90"] is None else str(r["steps_to_90"]), f"{r['intervention_steps']:.0f}"]
         if with_reference:
             if "reference" in r:
@@ -89,24 +92,25 @@ def plot(result: Mapping[str, Any], path: Path) -> list[str]:
     if not variants:
         return []
     fig, axes = plt.subplots(1, len(variants), figsize=(5.2 * len(variants), 3.8), squeeze=False)
-    seeds = result["config"]["seeds"]
     for ax, variant in zip(axes[0], variants):
         block = result["results"][variant]
         for m in _methods(block):
             s = block[m]
-            line, = ax.plot(s["steps"], s["mean"], label=LABELS.get(m, m), lw=1.8,
+            n = f" ({len(s['seeds'])} seed{'s' if len(s['seeds']) != 1 else ''})" if "seeds" in s else ""
+            line, = ax.plot(s["steps"], s["mean"], label=LABELS.get(m, m) + n, lw=1.8,
                             ls="--" if m == "bc" else "-")
             ax.fill_between(s["steps"], s["min"], s["max"], color=line.get_color(), alpha=0.15)
         ax.axhline(0.9, color="grey", lw=0.8, ls=":")
         oracle = block.get("_oracle_ceiling_per_seed")
         if oracle:
             ax.axhline(sum(oracle) / len(oracle), color="black", lw=1.0, ls="-.", label="oracle ceiling (bounded residual)")
-        ax.set_title(f"{variant} ({block.get('_seeds', seeds)} seeds)")
+        ax.set_title(f"{variant} (mean, min..max over seeds)")
         ax.set_xlabel("env steps")
         ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("success rate (eval)")
-    axes[0][-1].legend(fontsize=7, loc="lower right")
+    for ax in axes[0]:
+        ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
