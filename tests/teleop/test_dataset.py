@@ -112,3 +112,20 @@ def test_summarize_cli(tmp_path):
     assert summary["episodes"] == 2 and summary["steps"] == 10
     assert summary["successful_episodes"] == 1 and summary["intervention_rate"] == pytest.approx(0.5)
     assert summary["success_frames"] == 1 and summary["failure_frames"] == 11
+
+
+def test_an_episode_with_corrupted_compressed_data_is_a_dataset_error(tmp_path):
+    import zipfile
+
+    from robot_env.dataset import DatasetError, load_episode
+
+    path = tmp_path / "episode_000000.npz"
+    np.savez_compressed(path, action=np.zeros((50, 7), np.float32), reward=np.zeros(50, np.float32))
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo("action.npy")
+    raw = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra) + 8
+    raw[start:start + 32] = bytes(32)  # flip bytes inside the deflate stream, the CRC is not rechecked first
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DatasetError, match="corrupt"):
+        load_episode(path)
