@@ -45,7 +45,25 @@ def config_from_dict(config_cls: type, values: Mapping[str, Any]) -> Any:
         raise RegistryError(
             f"{config_cls.__name__} has no field(s) {unknown}; valid fields: {sorted(names)}"
         )
-    return config_cls(**dict(values))
+    return config_cls(**_check_scalars(config_cls, dict(values)))
+
+
+def _check_scalars(config_cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """Fields annotated exactly ``float`` / ``int`` / ``bool`` must get one (an int is a fine float):
+    ``learner.actor_lr=abc`` is refused by name here instead of failing later with a TypeError."""
+    import typing
+
+    try:
+        hints = typing.get_type_hints(config_cls)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: nothing to check against
+        return values
+    for name, value in values.items():
+        want = hints.get(name)
+        if want is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            values[name] = float(value)
+        elif want in (float, int, bool) and not (isinstance(value, want) and (want is bool or not isinstance(value, bool))):
+            raise RegistryError(f"{config_cls.__name__}.{name} must be {want.__name__}, got {value!r}")
+    return values
 
 
 class Registry(Generic[T]):

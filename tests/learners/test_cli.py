@@ -133,3 +133,12 @@ def test_each_run_updates_a_latest_link(tmp_path):
     (tmp_path / "latest").mkdir()  # a real folder named latest is never replaced
     link_latest(first)
     assert not (tmp_path / "latest").is_symlink()
+
+
+def test_a_word_where_a_number_belongs_is_refused_by_name():
+    from learners.builders import agent_config
+    from robot_env.registry import RegistryError
+
+    with pytest.raises(RegistryError, match=r"AgentConfig.actor_lr must be float, got 'abc'"):
+        agent_config({"actor_lr": "abc"})
+    assert agent_config({"actor_lr": 1}).actor_lr == 1.0  # an int is a fine float
