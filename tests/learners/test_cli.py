@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from learners import cli
 
 
