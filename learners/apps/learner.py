@@ -35,8 +35,10 @@ def run_learner(cfg: dict, out_dir: Path) -> dict:
     from learners.transport.spec import transition_spec
     from robot_env.registry import config_from_dict
 
-    if cfg.get("torch_threads"):
-        torch.set_num_threads(int(cfg["torch_threads"]))
+    import os
+
+    # torch's default (every core) thrashes on a small box shared with the actor and the sim
+    torch.set_num_threads(int(cfg.get("torch_threads") or min(4, max(1, (os.cpu_count() or 2) // 2))))
     from learners.agent import resolve_device
 
     device = distributed.init_from_env(resolve_device(str(cfg["learner"].get("device", "cpu"))))
