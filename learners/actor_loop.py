@@ -97,10 +97,12 @@ class ActorLoop:
         sender: a started ``TransitionSender`` or None (evaluation / no learning).
         weights: a started ``WeightSubscriber`` or None.
         run_dir: where ``episodes.jsonl`` goes (None: nowhere).
+        tensorboard: also write each episode's statistics (and the running success and
+            intervention rates) as TensorBoard scalars to ``run_dir/tensorboard``.
     """
 
     def __init__(self, env: Any, agent: Any, cfg: ActorConfig, sender: Any = None, weights: Any = None,
-                 run_dir: str | Path | None = None) -> None:
+                 run_dir: str | Path | None = None, tensorboard: bool = False) -> None:
         self.env, self.agent, self.cfg = env, agent, cfg
         self.sender, self.weights = sender, weights
         self.policy_version = 0
@@ -112,6 +114,11 @@ class ActorLoop:
         if run_dir is not None:
             Path(run_dir).mkdir(parents=True, exist_ok=True)
             self._episode_log = open(Path(run_dir) / "episodes.jsonl", "a", buffering=1)
+        self._writer = None
+        if run_dir is not None and tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
         self._set_parts = self._find_set_parts(env)
         self._pace_t0: float | None = None
 
@@ -171,6 +178,9 @@ class ActorLoop:
             if self._episode_log is not None:
                 self._episode_log.close()
                 self._episode_log = None
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
         return self.summary()
 
     def run_episode(self, stop_at_budget: bool = False) -> dict[str, Any]:
@@ -220,9 +230,22 @@ class ActorLoop:
         self.episodes.append(ep)
         if self._episode_log is not None:
             self._episode_log.write(json.dumps(ep) + "\n")
+        if self._writer is not None:
+            self._log_episode(ep)
         if self.cfg.log_every_episodes and len(self.episodes) % self.cfg.log_every_episodes == 0:
             log.info("episode %d: %s", len(self.episodes), self.postfix())
         return ep
+
+    def _log_episode(self, ep: dict[str, Any]) -> None:
+        """TensorBoard scalars of one finished episode, against env steps."""
+        step = self.env_steps
+        for key in ("success", "return", "length", "intervention_steps", "cycle_time_s", "policy_version"):
+            self._writer.add_scalar(f"episode/{key}", float(ep[key]), step)
+        self._writer.add_scalar("episode/gate_open_fraction", ep["gate_open_steps"] / max(1, ep["length"]), step)
+        success, interv = episode_rates(self.episodes[-20:])
+        self._writer.add_scalar("actor/success_rate_last20", success, step)
+        self._writer.add_scalar("actor/intervention_rate_last20", interv, step)
+        self._writer.flush()
 
     def _pace(self) -> None:
         rate = self.cfg.max_steps_per_s

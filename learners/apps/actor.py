@@ -44,7 +44,8 @@ def run_actor(cfg: dict, out_dir: Path) -> dict:
             outbox = cfg["transport"].get("outbox_dir") or str(out_dir / f"outbox_{loop_cfg.actor_id}")
             sender = TransitionSender(tcfg, loop_cfg.actor_id, outbox_dir=outbox).start()
             weights = WeightSubscriber(tcfg).start()
-        loop = ActorLoop(env, agent, loop_cfg, sender=sender, weights=weights, run_dir=out_dir)
+        loop = ActorLoop(env, agent, loop_cfg, sender=sender, weights=weights, run_dir=out_dir,
+                         tensorboard=bool(cfg.get("tensorboard", True)))
         summary = loop.run(progress=cfg.get("progress", True))
         if weights is not None:
             summary["weights"] = weights.stats()

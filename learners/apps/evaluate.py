@@ -49,7 +49,7 @@ def evaluate_policy(cfg: dict, out_dir: Path | None = None) -> dict:
             agent = Agent(obs_spec_from_space(env.observation_space), agent_config(cfg["learner"], mode="bc", action_dim=int(env.action_space.shape[0])), base)
         loop = ActorLoop(env, agent, ActorConfig(actor_id="eval", total_steps=0, episodes=int(cfg["episodes"]),
                                                  deterministic=True, seed=int(cfg["seed"]), log_every_episodes=0),
-                         run_dir=out_dir)
+                         run_dir=out_dir, tensorboard=bool(cfg.get("tensorboard", True)))
         return loop.run(progress=cfg.get("progress", True))
     finally:
         if teleop is not None:
