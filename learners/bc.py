@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from learners.budget import BudgetWatch
+
 from policies.bc import BCConfig, BCPolicy, save_bc_policy
 from policies.encoders import ObsSpec, obs_spec_from_example
 
@@ -141,7 +143,11 @@ def train_bc(episodes: Sequence[Mapping[str, np.ndarray]], policy_cfg: BCConfig,
     out = Path(out_dir) if out_dir else None
     t0 = time.monotonic()
     bar = tqdm(range(1, train_cfg.steps + 1), desc="train-bc", disable=not progress, mininterval=1.0)
+    watch = BudgetWatch("train-bc", train_cfg.steps,
+                        "shorten it with train.steps=..., a smaller policy.encoder.image_size, threads=1 on a busy "
+                        "box, or train on a GPU (train.device=cuda)" if device.type == "cpu" else "train.steps=...")
     for step in bar:
+        watch.step(step - 1)
         model.train()
         obs, target, mask = train.batch(rng.integers(0, len(train), train_cfg.batch_size), device)
         loss = chunk_loss(model(obs, augment=train_cfg.augment), target, mask, train_cfg.loss)

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from learners.budget import BudgetWatch
+
 from policies.encoders import obs_spec_from_example
 from policies.reward import RewardClassifier, RewardClassifierConfig, save_reward_classifier
 
@@ -98,7 +100,10 @@ def train_reward_classifier(frames: Mapping[str, np.ndarray], model_cfg: RewardC
     optim = torch.optim.AdamW(params, lr=cfg.lr)
     t0 = time.monotonic()
     history = []
+    watch = BudgetWatch("train-reward", cfg.steps, "shorten it with train.steps=..., a frozen pretrained backbone, "
+                        "or train on a GPU")
     for step in tqdm(range(1, cfg.steps + 1), desc="train-reward", disable=not progress, mininterval=1.0):
+        watch.step(step - 1)
         model.train()
         j = train_idx[rng.integers(0, len(train_idx), cfg.batch_size)]
         logits = model({k: torch.as_tensor(v[j], device=device) for k, v in obs.items()}, augment=cfg.augment)

@@ -57,6 +57,10 @@ def run_learner(cfg: dict, out_dir: Path) -> dict:
             extra["action_dim"] = int(space["shape"][0])
     acfg = agent_config(cfg["learner"], device=device, **extra)
     agent = Agent(spec, acfg)
+    if agent.encoder.image_keys and agent.device.type == "cpu":
+        log.warning("image learner on CPU: each update encodes every camera image of the batch (about 1 update/s "
+                    "for two 64x64 cameras on one core, `hilr bench learner`), so weights reach the actor minutes "
+                    "apart; learn on a GPU box (learner.device=auto there) or lower learner.encoder.image_size")
     if distributed.world_size() > 1 and not cfg.get("checkpoint_dir"):
         raise ValueError("a data-parallel learner (torchrun) needs an explicit checkpoint_dir shared by its ranks")
     ckpt_dir = Path(cfg.get("checkpoint_dir") or out_dir / "checkpoints")
