@@ -59,6 +59,11 @@ def _check_scalars(config_cls: type, values: dict[str, Any]) -> dict[str, Any]:
         return values
     for name, value in values.items():
         want = hints.get(name)
+        if want is float and isinstance(value, str):  # YAML 1.1 reads `3e-06` (no dot) as a string
+            try:
+                value = values[name] = float(value)
+            except ValueError:
+                pass
         if want is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             values[name] = float(value)
         elif want in (float, int, bool) and not (isinstance(value, want) and (want is bool or not isinstance(value, bool))):

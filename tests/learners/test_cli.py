@@ -144,3 +144,9 @@ def test_a_word_where_a_number_belongs_is_refused_by_name():
     with pytest.raises(RegistryError, match=r"AgentConfig.actor_lr must be float, got 'abc'"):
         agent_config({"actor_lr": "abc"})
     assert agent_config({"actor_lr": 1}).actor_lr == 1.0  # an int is a fine float
+
+
+def test_a_yaml_exponent_without_a_dot_is_still_a_float():
+    from learners.builders import agent_config
+
+    assert agent_config({"actor_lr": "3e-06"}).actor_lr == 3e-06  # YAML 1.1 reads 3e-06 as a string
