@@ -72,7 +72,10 @@ def test_sigkilled_learner_restarted_from_checkpoint_loses_and_duplicates_nothin
                 worst = max(worst, time.monotonic() - t0)
                 time.sleep(0.004)
             assert tx.flush(15.0), tx.stats()  # every transition is in a checkpoint now
-            assert tx.stats()["reconnects"] >= 1 and tx.stats()["resent"] > 0
+            # the sender noticed the dead learner and reconnected; whether anything needed a resend
+            # depends on where the kill fell between checkpoints (on a loaded box every transition
+            # may already be committed), so the exact-delivery check below is the assertion
+            assert tx.stats()["reconnects"] >= 1
             assert worst < 0.05
         assert wait_for(lambda: len(json.loads(ckpt.read_text())["buffer"]) >= n, 2.0)
     finally:
