@@ -597,6 +597,9 @@ def run(cfg: dict) -> dict:
         reference = json.loads(ref_path.read_text())
     rows = report.table_rows(result, reference, study.tolerance)
     print(report.format_table(rows, with_reference=reference is not None))
+    if not quick and out_dir == RESULTS and name == "learn_full":  # the committed study: refresh its docs tables
+        report.update_markdown([REPO / "README.md", REPO / "docs" / "sections" / "benchmarks.md"],
+                               report.format_table(rows, with_reference=False), report.run_rows(out_dir / "runs" / name))
     regressions = [r for r in rows if r.get("regression")]
     return {"benchmark": "learn", "quick": quick, "json": str(out_dir / f"{name}.json"), "plots": plots,
             "seconds": round(result["seconds"], 1), "rows": rows, "regressions": len(regressions),

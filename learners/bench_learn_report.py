@@ -115,3 +115,52 @@ def plot(result: Mapping[str, Any], path: Path) -> list[str]:
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return [str(path)]
+
+
+def run_rows(runs_dir: Path) -> str:
+    """Markdown table: one row per finished residual/RLPD run file under ``runs_dir`` (its curve,
+    paired final difference to the base, operator steps, oracle ceiling and critic diagnostics)."""
+    import json
+
+    import numpy as np
+
+    head = ("| run | success at each evaluation point (env steps) | final − base [95 % CI] | operator drove | "
+            "oracle ceiling | critic prefers oracle (first → last) | gate open (first → last) |\n"
+            "|---|---|---|---|---|---|---|\n")
+    rows = []
+    for path in sorted(Path(runs_dir).glob("*/seed*/*.json")):
+        if path.stem in ("base", "bc"):
+            continue
+        run, base = json.loads(path.read_text()), json.loads((path.parent / "base.json").read_text())
+        points = ", ".join(f"{int(s) // 1000}k: {r:.2f}" for s, r in run["curve"])
+        d = np.asarray(run["successes"][-1], float) - np.asarray(base["base"]["successes"], float)
+        half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+        diag = run.get("diagnostics") or [{}]
+        cpo = [x.get("critic_prefers_oracle") for x in diag if x.get("critic_prefers_oracle") is not None]
+        gate = [x.get("gate_open_rate") for x in diag if x.get("gate_open_rate") is not None]
+        steps = run["curve"][-1][0] or 1
+        rows.append(f"| {path.parent.parent.name} {path.parent.name}, {path.stem} | {points} | "
+                    f"{d.mean():+.2f} [{d.mean() - half:+.2f}, {d.mean() + half:+.2f}] | "
+                    f"{run['intervention_steps']:,} of {steps:,} steps | "
+                    f"{base.get('oracle', {}).get('success_rate', '–')} | "
+                    f"{f'{cpo[0]:.2f} → {cpo[-1]:.2f}' if cpo else '–'} | "
+                    f"{f'{gate[0]:.0%} → {gate[-1]:.0%}' if gate else '–'} |")
+    return head + "\n".join(rows) + "\n"
+
+
+def update_markdown(paths: list[Path], table: str, runs: str) -> list[str]:
+    """Replace the text between ``<!-- STUDY TABLE START/END -->`` and ``<!-- STUDY RUNS START/END -->``
+    markers in ``paths`` (README, benchmarks page) with the study's tables; returns the files changed."""
+    import re
+
+    changed = []
+    for path in paths:
+        text = Path(path).read_text()
+        new = re.sub(r"<!-- STUDY TABLE START -->\n.*?<!-- STUDY TABLE END -->\n",
+                     lambda m: f"<!-- STUDY TABLE START -->\n{table.rstrip()}\n<!-- STUDY TABLE END -->\n", text, flags=re.S)
+        new = re.sub(r"<!-- STUDY RUNS START -->\n.*?<!-- STUDY RUNS END -->\n",
+                     lambda m: f"<!-- STUDY RUNS START -->\n{runs.rstrip()}\n<!-- STUDY RUNS END -->\n", new, flags=re.S)
+        if new != text:
+            Path(path).write_text(new)
+            changed.append(str(path))
+    return changed

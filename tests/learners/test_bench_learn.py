@@ -123,3 +123,20 @@ def test_parallel_workers_never_claim_the_same_run(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     run.with_suffix(".running").write_text(dead.stdout.strip())
     assert bl.claim(run)  # a dead worker's marker is taken over
+
+
+def test_study_docs_tables_are_regenerated_between_markers(tmp_path):
+    runs = tmp_path / "runs" / "pick_cube_state" / "seed0"
+    runs.mkdir(parents=True)
+    (runs / "base.json").write_text(json.dumps({"base": {"successes": [False, True]}, "oracle": {"success_rate": 1.0}}))
+    (runs / "residual.json").write_text(json.dumps({
+        "curve": [[0, 0.5], [10, 1.0]], "successes": [[False, True], [True, True]], "intervention_steps": 3,
+        "diagnostics": [{"critic_prefers_oracle": 0.5, "gate_open_rate": 0.25}]}))
+    table = report.run_rows(tmp_path / "runs")
+    assert "pick_cube_state seed0, residual | 0k: 0.50, 10k: 1.00 | +0.50" in table and "3 of 10 steps" in table
+    doc = tmp_path / "doc.md"
+    doc.write_text("a\n<!-- STUDY TABLE START -->\nold\n<!-- STUDY TABLE END -->\n"
+                   "<!-- STUDY RUNS START -->\nold\n<!-- STUDY RUNS END -->\nb\n")
+    assert report.update_markdown([doc], "| new table |", table) == [str(doc)]
+    text = doc.read_text()
+    assert "old" not in text and "| new table |" in text and text.startswith("a\n") and text.endswith("b\n")
