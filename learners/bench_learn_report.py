@@ -132,7 +132,7 @@ def run_rows(runs_dir: Path) -> str:
         if path.stem in ("base", "bc"):
             continue
         run, base = json.loads(path.read_text()), json.loads((path.parent / "base.json").read_text())
-        points = ", ".join(f"{int(s) // 1000}k: {r:.2f}" for s, r in run["curve"])
+        points = ", ".join(f"{f'{int(s) // 1000}k' if s and int(s) % 1000 == 0 else int(s)}: {r:.2f}" for s, r in run["curve"])
         d = np.asarray(run["successes"][-1], float) - np.asarray(base["base"]["successes"], float)
         half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
         diag = run.get("diagnostics") or [{}]

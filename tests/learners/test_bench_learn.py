@@ -133,7 +133,7 @@ def test_study_docs_tables_are_regenerated_between_markers(tmp_path):
         "curve": [[0, 0.5], [10, 1.0]], "successes": [[False, True], [True, True]], "intervention_steps": 3,
         "diagnostics": [{"critic_prefers_oracle": 0.5, "gate_open_rate": 0.25}]}))
     table = report.run_rows(tmp_path / "runs")
-    assert "pick_cube_state seed0, residual | 0k: 0.50, 10k: 1.00 | +0.50" in table and "3 of 10 steps" in table
+    assert "pick_cube_state seed0, residual | 0: 0.50, 10: 1.00 | +0.50" in table and "3 of 10 steps" in table
     doc = tmp_path / "doc.md"
     doc.write_text("a\n<!-- STUDY TABLE START -->\nold\n<!-- STUDY TABLE END -->\n"
                    "<!-- STUDY RUNS START -->\nold\n<!-- STUDY RUNS END -->\nb\n")
