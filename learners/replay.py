@@ -354,14 +354,6 @@ class MixedReplay:
             return parts[0]
         return concat_batches(parts)
 
-    def state_stats(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """Mean and std ``(D,)`` of ``state`` over every stored frame of both buffers (None: empty)."""
-        frames = [b.frames["state"][: b.size] for b in (self.online, self.demo) if "state" in b.frames and b.size]
-        if not frames:
-            return None
-        x = np.concatenate(frames).astype(np.float64)
-        return x.mean(0), x.std(0)
-
 
 def concat_batches(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """Concatenate sampled batches along the batch dim (nested obs dicts included)."""

@@ -124,11 +124,7 @@ def random_subset_min(q: torch.Tensor, subset: int, generator: torch.Generator |
 
     One random subset per call (as in REDQ/RLPD), shared by the whole batch.
     """
-    num = q.shape[0]
-    if subset >= num:
-        return q.min(dim=0).values
-    idx = torch.randperm(num, generator=generator)[:subset].to(q.device)
-    return q.index_select(0, idx).min(dim=0).values
+    return q.index_select(0, random_heads(q.shape[0], subset, generator).to(q.device)).min(dim=0).values
 
 
 @torch.no_grad()
