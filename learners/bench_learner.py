@@ -1,12 +1,21 @@
-"""``hilr bench learner``: learner updates per second, batched critic ensemble vs a naive loop.
+"""``hilr bench learner``: learner updates per second and GFLOP/s against a same-run sgemm.
 
 For each input kind (``state``: proprio only; ``two_cameras``: proprio + two uint8 cameras)
 it builds the real :class:`learners.agent.Agent` (TD3 residual update by default) with a
 10-head critic ensemble, fills a real :class:`learners.replay.MixedReplay` with synthetic
 transitions, and times full ``agent.update(replay.sample(256))`` calls (sampling,
-host->device copy, augmentation, target, critic, actor, Polyak). Then it swaps the batched
-ensemble for :class:`policies.critics.NaiveCriticList` (E separate MLPs in a Python loop)
-and times the same thing in the same run. The result holds both rates and their ratio.
+host->device copy, augmentation, target, critic, actor, Polyak; metrics read once at the
+end, ``metrics_every``). Then it swaps the batched ensemble for
+:class:`policies.critics.NaiveCriticList` (E separate MLPs in a Python loop) and times the
+same thing in the same run; with ``compile=true`` also the ``torch.compile``d agent.
+
+FLOPs per update: the actor and critic MLPs counted from the layer sizes
+(:func:`learners.flops.update_flops`) and, for cameras, the encoder's convolutions counted
+by ``torch.utils.flop_counter`` on real updates. GFLOP/s = FLOPs per update x updates/s,
+divided by a float32 sgemm of the update's widest layer (``B x h x h``) timed in the same
+process at the same thread count (the best of rounds before and after) = ``ratio``.
+``profile=true`` adds the top operators of ``torch.profiler`` over the timed state updates
+and the share of time in matmuls: what limits the ratio.
 
 Overrides (hydra, new keys need ``+``): ``+learner_bench.device=cuda``,
 ``+learner_bench.updates=50``, ``+learner_bench.critic_hidden=[1024,1024,1024]``, ...
@@ -15,13 +24,16 @@ Overrides (hydra, new keys need ``+``): ``+learner_bench.device=cuda``,
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from learners.agent import Agent, AgentConfig
+from learners.flops import sgemm_rate, update_flops
 from learners.replay import MixedReplay, ReplayBuffer
 from policies.critics import NaiveCriticList
 
@@ -39,7 +51,13 @@ DEFAULTS: dict[str, Any] = {
     "state_dim": 20,
     "threads": 0,  # torch CPU threads (0 = leave torch's default)
     "inputs": ["state", "two_cameras"],
+    "naive": True,  # also time the per-critic Python loop
+    "compile": False,  # also time the torch.compile'd agent (learner.compile=true)
+    "profile": False,  # torch.profiler over the timed state updates: top operators, matmul share
 }
+
+MATMUL_OPS = ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::convolution",
+              "aten::mkldnn_convolution", "aten::convolution_backward")
 
 
 def _spec(kind: str, o: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -76,23 +94,83 @@ def _make_naive(agent: Agent, o: dict[str, Any]) -> None:
                                    cfg.critic_hidden, cfg.layer_norm).to(agent.device)
     agent.critic_target = copy.deepcopy(agent.critic).requires_grad_(False)
     agent.critic_params = list(agent.critic.parameters()) + [p for p in agent.encoder.parameters() if p.requires_grad]
-    agent.critic_optim = torch.optim.AdamW(agent.critic_params, lr=cfg.critic_lr)
+    agent.critic_optim = torch.optim.AdamW(agent.critic_params, lr=cfg.critic_lr, foreach=True)
 
 
-def _time_updates(agent: Agent, replay: MixedReplay, o: dict[str, Any]) -> dict[str, float]:
+def _time_updates(agent: Agent, replay: MixedReplay, o: dict[str, Any], flops: dict[str, float] | None = None,
+                  profile: bool = False) -> dict[str, Any]:
+    """Time ``agent.update(replay.sample(B))``; an even count, so critic-only and actor updates
+    alternate as in ``flops["per_update"]``; with ``flops``: achieved GFLOP/s."""
     bs = int(o["batch_size"])
-    for _ in range(3):  # warm-up (allocator, cuDNN autotune)
+    for _ in range(4):  # warm-up (allocator, cuDNN autotune, compiled graphs)
         agent.update(replay.sample(bs))
     sync = torch.cuda.synchronize if agent.device.type == "cuda" else (lambda: None)
+    prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) if profile else None
     sync()
+    if prof is not None:
+        prof.start()
     t0 = time.perf_counter()
     n = 0
-    while n < int(o["updates"]) and time.perf_counter() - t0 < float(o["max_seconds"]):
+    while n < int(o["updates"]) and (n % 2 or time.perf_counter() - t0 < float(o["max_seconds"])):
         agent.update(replay.sample(bs))
         n += 1
     sync()
     dt = time.perf_counter() - t0
-    return {"updates": n, "seconds": dt, "updates_per_s": n / dt, "ms_per_update": 1000 * dt / n}
+    out: dict[str, Any] = {"updates": n, "seconds": dt, "updates_per_s": n / dt, "ms_per_update": 1000 * dt / n}
+    if flops is not None:
+        out["gflops"] = flops["per_update"] * n / dt / 1e9
+    if prof is not None:
+        prof.stop()
+        out["profile"] = _profile_summary(prof, n)
+    return out
+
+
+def _profile_summary(prof: Any, n: int, top: int = 10) -> dict[str, Any]:
+    """Self CPU time per operator (ms per update), the top ``top`` and the matmul share."""
+    rows = [(e.key, e.self_cpu_time_total / 1000.0 / n) for e in prof.key_averages()]
+    total = sum(ms for _, ms in rows) or 1.0
+    matmul = sum(ms for k, ms in rows if k in MATMUL_OPS)
+    rows.sort(key=lambda r: -r[1])
+    return {"ms_per_update_self_cpu": total, "matmul_share": matmul / total,
+            "top_ops_ms_per_update": {k: round(ms, 3) for k, ms in rows[:top]}}
+
+
+def count_update_flops(agent: Agent, replay: MixedReplay, batch_size: int) -> float:
+    """Matmul + convolution FLOPs of one update (mean of a critic-only and an actor update),
+    counted by ``torch.utils.flop_counter`` on a deep copy of ``agent`` (left untouched)."""
+    probe = copy.deepcopy(agent)
+    probe.cfg = dataclasses.replace(agent.cfg, critic_warmup_updates=0, actor_delay=2, compile=False)
+    probe.num_updates, probe.compiled = 0, False
+    total = 0
+    for _ in range(2):
+        with FlopCounterMode(display=False) as counter:
+            probe.update(replay.sample(batch_size))
+        total += counter.get_total_flops()
+    return total / 2.0
+
+
+def _flops(agent: Agent, replay: MixedReplay, kind: str, o: dict[str, Any]) -> dict[str, Any]:
+    """FLOPs per update: analytic MLP part; for cameras plus the encoder, counted."""
+    mlp = update_flops(agent.cfg, agent.encoder.out_dim, encoder_trainable=kind != "state")
+    out: dict[str, Any] = {"mlp_analytic": mlp, "per_update": mlp["per_update"], "source": "analytic"}
+    if kind != "state":
+        out["per_update"] = count_update_flops(agent, replay, int(o["batch_size"]))
+        out["source"] = "torch.utils.flop_counter (encoder convolutions + MLPs)"
+        out["encoder_share"] = 1.0 - mlp["per_update"] / out["per_update"]
+    return out
+
+
+def _agent_config(o: dict[str, Any], device: str, seed: int, compile_: bool = False) -> AgentConfig:
+    return AgentConfig(algo=o["algo"], num_critics=int(o["num_critics"]), critic_hidden=tuple(o["critic_hidden"]),
+                       actor_hidden=tuple(o["actor_hidden"]), batch_size=int(o["batch_size"]),
+                       critic_warmup_updates=0, actor_delay=2, device=device, seed=seed,
+                       metrics_every=10**9, compile=compile_,  # metrics read once: no sync per update
+                       encoder={"backbone": o["backbone"], "latent_dim": 64, "channels": 32})
+
+
+def _matmul(o: dict[str, Any], device: str) -> dict[str, Any]:
+    widest = max([*o["critic_hidden"], *o["actor_hidden"]])
+    return sgemm_rate(int(o["batch_size"]), int(widest), int(widest), device=device)
 
 
 def run(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -109,20 +187,42 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(), "batch_size": int(o["batch_size"]),
         "num_critics": int(o["num_critics"]), "critic_hidden": list(o["critic_hidden"]), "algo": o["algo"],
     }
+    matmul = [_matmul(o, device)]
     for kind in o["inputs"]:
         spec = _spec(kind, o)
-        acfg = AgentConfig(algo=o["algo"], num_critics=int(o["num_critics"]), critic_hidden=tuple(o["critic_hidden"]),
-                           actor_hidden=tuple(o["actor_hidden"]), batch_size=int(o["batch_size"]),
-                           critic_warmup_updates=0, actor_delay=2, device=device, seed=seed,
-                           encoder={"backbone": o["backbone"], "latent_dim": 64, "channels": 32})
+        acfg = _agent_config(o, device, seed)
         replay = _fill(spec, 2000 if kind == "state" else 600, seed)
-        batched = _time_updates(Agent(spec, acfg), replay, o)
-        naive_agent = Agent(spec, acfg)
-        _make_naive(naive_agent, o)
-        naive = _time_updates(naive_agent, replay, o)
-        result[kind] = {"batched": batched, "naive_loop": naive,
-                        "speedup": batched["updates_per_s"] / naive["updates_per_s"]}
+        agent = Agent(spec, acfg)
+        flops = _flops(agent, replay, kind, o)
+        batched = _time_updates(agent, replay, o, flops, profile=bool(o["profile"]) and kind == "state")
+        entry: dict[str, Any] = {"flops_per_update": flops, "batched": batched}
+        if o["naive"]:
+            naive_agent = Agent(spec, acfg)
+            _make_naive(naive_agent, o)
+            entry["naive_loop"] = _time_updates(naive_agent, replay, o, flops)
+            entry["speedup"] = batched["updates_per_s"] / entry["naive_loop"]["updates_per_s"]
+        if o["compile"]:
+            compiled = Agent(spec, _agent_config(o, device, seed, compile_=True))
+            t0 = time.perf_counter()
+            compiled.update(replay.sample(int(o["batch_size"])))  # compiles (or falls back, with a warning)
+            entry["compiled"] = {**_time_updates(compiled, replay, o, flops), "compiled": bool(compiled.compiled),
+                                 "first_update_s": time.perf_counter() - t0}
+        result[kind] = entry
         print(f"[bench learner] {kind:12s} {device}: batched {batched['updates_per_s']:8.1f} upd/s "
-              f"({batched['ms_per_update']:.1f} ms) | naive loop {naive['updates_per_s']:8.1f} upd/s "
-              f"({naive['ms_per_update']:.1f} ms) | x{result[kind]['speedup']:.2f}", flush=True)
+              f"({batched['ms_per_update']:.1f} ms, {batched['gflops']:.1f} GFLOP/s)"
+              + (f" | naive loop {entry['naive_loop']['updates_per_s']:8.1f} upd/s" if "naive_loop" in entry else "")
+              + (f" | compiled {entry['compiled']['updates_per_s']:8.1f} upd/s" if "compiled" in entry else ""),
+              flush=True)
+    matmul.append(_matmul(o, device))
+    best = max(m["gflops_best"] for m in matmul)
+    result["matmul"] = {"shape": matmul[0]["shape"], "threads": matmul[0]["threads"], "gflops": best,
+                        "gflops_rounds": [m["gflops_best"] for m in matmul],
+                        "gflops_median": [m["gflops_median"] for m in matmul]}
+    for kind in o["inputs"]:
+        for variant in ("batched", "naive_loop", "compiled"):
+            if variant in result[kind]:
+                result[kind][variant]["ratio_to_matmul"] = result[kind][variant]["gflops"] / best
+        print(f"[bench learner] {kind:12s} batched {result[kind]['batched']['gflops']:.1f} GFLOP/s = "
+              f"{result[kind]['batched']['ratio_to_matmul']:.2f} x sgemm {matmul[0]['shape']} ({best:.1f} GFLOP/s, "
+              f"{matmul[0]['threads']} thread(s), same run)", flush=True)
     return result

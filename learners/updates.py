@@ -11,6 +11,10 @@ Both take an :class:`learners.agent.Agent` (its networks and optimisers) and a t
 from :func:`learners.agent.batch_to_torch`. ``discount`` in the batch already contains
 ``gamma^m * (1 - terminated)`` of the n-step return, so truncation bootstraps and
 termination does not.
+
+No host synchronisation in the update path: the metrics are returned as detached 0-d
+tensors (:data:`Metrics`), and :meth:`learners.agent.Agent.update` reads them into floats
+only every ``metrics_every`` updates (a ``.item()`` per update stalls a GPU's queue).
 """
 
 from __future__ import annotations
@@ -27,24 +31,28 @@ from policies.residual import compose_action
 if TYPE_CHECKING:  # pragma: no cover
     from learners.agent import Agent
 
+Metrics = dict[str, torch.Tensor]  # detached 0-d tensors, read on the host only when logged
 
-def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: list[nn.Parameter], clip: float) -> float:
-    """Backward + grad-norm clip + step; returns the pre-clip grad norm."""
+
+def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: list[nn.Parameter], clip: float) -> torch.Tensor:
+    """Backward + grad-norm clip + step; returns the pre-clip grad norm (0-d tensor, no sync)."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     average_gradients(params)  # data-parallel learner (torchrun): every rank steps on the mean gradient
-    norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
+    # foreach: the per-tensor norms in one multi-tensor kernel (the same numbers on CPU, checked)
+    norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"), foreach=True)
     optimizer.step()
-    return float(norm)
+    return norm.detach()
 
 
-def _critic_step(agent: "Agent", feat: torch.Tensor, action: torch.Tensor, q_target: torch.Tensor) -> dict[str, float]:
+def _critic_step(agent: "Agent", feat: torch.Tensor, action: torch.Tensor, q_target: torch.Tensor) -> Metrics:
     """Regress every head on the same target: sum over heads of the batch-mean squared error."""
     q = agent.critic(feat, action)  # (E, B)
     critic_loss = ((q - q_target.unsqueeze(0)) ** 2).mean(dim=1).sum()
     grad_norm = _step(agent.critic_optim, critic_loss, agent.critic_params, agent.cfg.grad_clip)
-    return {"critic_loss": critic_loss.item() / agent.cfg.num_critics, "q_mean": q.mean().item(),
-            "q_target_mean": float(q_target.mean()), "critic_grad_norm": grad_norm}
+    # float64 division: the same value as the former ``critic_loss.item() / num_critics``
+    return {"critic_loss": critic_loss.detach().double() / agent.cfg.num_critics, "q_mean": q.detach().mean(),
+            "q_target_mean": q_target.mean(), "critic_grad_norm": grad_norm}
 
 
 def _target_q(agent: "Agent", next_feat: torch.Tensor, next_action: torch.Tensor) -> torch.Tensor:
@@ -62,7 +70,7 @@ def _polyak(agent: "Agent") -> None:
 
 
 def residual_actor_loss(agent: "Agent", feat: torch.Tensor, batch: dict[str, Any], residual: torch.Tensor,
-                        extra: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                        extra: torch.Tensor | None = None) -> tuple[torch.Tensor, Metrics]:
     """The residual actor's objective and its diagnostics (shared by TD3 and SAC).
 
     ``loss = -lambda * mean_B[Qbar(s, base + s*r) - kappa * std_e Q] + w_bc * BC + l2 * |r|^2 (+ extra)``:
@@ -92,7 +100,7 @@ def residual_actor_loss(agent: "Agent", feat: torch.Tensor, batch: dict[str, Any
     loss = -(lam * objective).mean() + cfg.residual_l2 * (residual**2).sum(-1).mean()
     if extra is not None:
         loss = loss + extra
-    metrics: dict[str, float] = {}
+    metrics: Metrics = {}
     labelled = batch.get("labelled")
     with torch.no_grad():
         q_base_all = agent.critic(feat, base)
@@ -100,21 +108,21 @@ def residual_actor_loss(agent: "Agent", feat: torch.Tensor, batch: dict[str, Any
             keep = labelled.float()
             if cfg.q_filter:
                 keep = keep * (agent.critic(feat, batch["action"]).mean(0) > q_pi.detach()).float()
-            metrics["bc_keep_rate"] = float(keep.sum() / labelled.float().sum().clamp_min(1.0))
+            metrics["bc_keep_rate"] = keep.sum() / labelled.float().sum().clamp_min(1.0)
     if cfg.bc_weight > 0 and labelled is not None:
         bc = ((residual - batch["residual_action"]) ** 2).sum(-1)
         loss = loss + cfg.bc_weight * (keep * bc).sum() / keep.sum().clamp_min(1.0)
-        metrics["bc_loss"] = float((keep * bc.detach()).sum() / keep.sum().clamp_min(1.0))
+        metrics["bc_loss"] = (keep * bc.detach()).sum() / keep.sum().clamp_min(1.0)
     q_base, q_pi, q_std, residual = q_base_all.mean(0), q_pi.detach(), q_std.detach(), residual.detach()
     metrics.update(
-        q_base=float(q_base.mean()), q_pi=float(q_pi.mean()), advantage_pi=float((q_pi - q_base).mean()),
-        q_std_base=float(q_base_all.std(0).mean()) if q_all.shape[0] > 1 else 0.0,
-        q_std_pi=float(q_std.mean()), residual_abs_mean=float(residual.abs().mean()),
-        residual_saturation=float((residual.abs() > 0.95).float().mean()))
+        q_base=q_base.mean(), q_pi=q_pi.mean(), advantage_pi=(q_pi - q_base).mean(),
+        q_std_base=q_base_all.std(0).mean() if q_all.shape[0] > 1 else torch.zeros(()),
+        q_std_pi=q_std.mean(), residual_abs_mean=residual.abs().mean(),
+        residual_saturation=(residual.abs() > 0.95).float().mean())
     return loss, metrics
 
 
-def td3_residual_update(agent: "Agent", batch: dict[str, Any], update_actor: bool) -> dict[str, float]:
+def td3_residual_update(agent: "Agent", batch: dict[str, Any], update_actor: bool) -> Metrics:
     """One ResFiT / TD3 residual update.
 
     Args:
@@ -145,14 +153,14 @@ def td3_residual_update(agent: "Agent", batch: dict[str, Any], update_actor: boo
         residual = agent.actor(feat_d, batch["base_action"])
         actor_loss, actor_metrics = residual_actor_loss(agent, feat_d, batch, residual)
         metrics["actor_grad_norm"] = _step(agent.actor_optim, actor_loss, list(agent.actor.parameters()), cfg.grad_clip)
-        metrics.update(actor_metrics, actor_loss=actor_loss.item())
+        metrics.update(actor_metrics, actor_loss=actor_loss.detach())
 
     # 5. Polyak (no temperature in TD3)
     _polyak(agent)
     return metrics
 
 
-def sac_update(agent: "Agent", batch: dict[str, Any], update_actor: bool) -> dict[str, float]:
+def sac_update(agent: "Agent", batch: dict[str, Any], update_actor: bool) -> Metrics:
     """One SAC / RLPD update (residual over ``base_action``; base 0 and scale 1 for RLPD).
 
     Args:
@@ -190,8 +198,8 @@ def sac_update(agent: "Agent", batch: dict[str, Any], update_actor: bool) -> dic
         temperature_loss.backward()
         average_gradients([agent.log_alpha])
         agent.temperature_optim.step()
-        metrics.update(actor_metrics, actor_loss=actor_loss.item(), entropy=-log_prob.mean().item(),
-                       temperature=agent.log_alpha.exp().item(), temperature_loss=temperature_loss.item())
+        metrics.update(actor_metrics, actor_loss=actor_loss.detach(), entropy=-log_prob.detach().mean(),
+                       temperature=agent.log_alpha.detach().exp(), temperature_loss=temperature_loss.detach())
 
     # 5. Polyak
     _polyak(agent)

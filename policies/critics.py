@@ -101,6 +101,8 @@ def forward_heads(critic: "CriticEnsemble", feat: torch.Tensor, action: torch.Te
     The REDQ target needs 2 of E heads; evaluating just those costs 2/E of the full forward.
     """
     x = torch.cat([feat, action], dim=-1)
+    if isinstance(critic, NaiveCriticList):  # the benchmark's per-critic loop baseline
+        return torch.stack([critic.critics[i](x).squeeze(-1) for i in heads.tolist()], dim=0)
     x = x.expand(len(heads), *x.shape)
     for m in critic.net:
         if isinstance(m, EnsembleLinear):
