@@ -14,6 +14,7 @@ BENCHMARKS = {
     "ros": "robot_env.ros.bench:run",
     "transport": "learners.transport.bench:run",
     "learner": "learners.bench_learner:run",
+    "memory": "learners.bench_memory:run",
     "learn": "learners.bench_learn:run",
     "actor": "learners.bench_actor:run",
 }
