@@ -94,7 +94,8 @@ def _make_naive(agent: Agent, o: dict[str, Any]) -> None:
                                    cfg.critic_hidden, cfg.layer_norm).to(agent.device)
     agent.critic_target = copy.deepcopy(agent.critic).requires_grad_(False)
     agent.critic_params = list(agent.critic.parameters()) + [p for p in agent.encoder.parameters() if p.requires_grad]
-    agent.critic_optim = torch.optim.AdamW(agent.critic_params, lr=cfg.critic_lr, foreach=True)
+    agent.critic_optim = torch.optim.AdamW(agent.critic_params, lr=cfg.critic_lr, weight_decay=cfg.weight_decay,
+                                           foreach=True)
 
 
 def _time_updates(agent: Agent, replay: MixedReplay, o: dict[str, Any], flops: dict[str, float] | None = None,
