@@ -101,15 +101,13 @@ def _make_naive(agent: Agent, o: dict[str, Any]) -> None:
 def _time_updates(agent: Agent, replay: MixedReplay, o: dict[str, Any], flops: dict[str, float] | None = None,
                   profile: bool = False) -> dict[str, Any]:
     """Time ``agent.update(replay.sample(B))``; an even count, so critic-only and actor updates
-    alternate as in ``flops["per_update"]``; with ``flops``: achieved GFLOP/s."""
+    alternate as in ``flops["per_update"]``; with ``flops``: achieved GFLOP/s; with ``profile``:
+    a second, profiled pass of as many updates (after the timing: the profiler slows them)."""
     bs = int(o["batch_size"])
     for _ in range(4):  # warm-up (allocator, cuDNN autotune, compiled graphs)
         agent.update(replay.sample(bs))
     sync = torch.cuda.synchronize if agent.device.type == "cuda" else (lambda: None)
-    prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) if profile else None
     sync()
-    if prof is not None:
-        prof.start()
     t0 = time.perf_counter()
     n = 0
     while n < int(o["updates"]) and (n % 2 or time.perf_counter() - t0 < float(o["max_seconds"])):
@@ -120,8 +118,11 @@ def _time_updates(agent: Agent, replay: MixedReplay, o: dict[str, Any], flops: d
     out: dict[str, Any] = {"updates": n, "seconds": dt, "updates_per_s": n / dt, "ms_per_update": 1000 * dt / n}
     if flops is not None:
         out["gflops"] = flops["per_update"] * n / dt / 1e9
-    if prof is not None:
-        prof.stop()
+    if profile:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            for _ in range(n):
+                agent.update(replay.sample(bs))
+            sync()
         out["profile"] = _profile_summary(prof, n)
     return out
 
