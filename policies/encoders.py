@@ -263,7 +263,8 @@ class ImageEncoder(nn.Module):
 
     def forward(self, images: torch.Tensor, augment: bool = False) -> torch.Tensor:
         """``(B, H, W, 3)`` uint8 (or float in [0, 255]) -> ``(B, latent_dim)`` features."""
-        x = images.permute(0, 3, 1, 2).float() / 255.0
+        # one float copy of the batch, scaled in place (copy=True: a float input is never modified)
+        x = images.permute(0, 3, 1, 2).to(torch.float32, copy=True).div_(255.0)
         if self.cfg.image_size and x.shape[-1] != self.cfg.image_size:
             x = F.interpolate(x, size=(self.cfg.image_size,) * 2, mode="bilinear", align_corners=False)
         if augment:

@@ -153,3 +153,16 @@ def test_bench_memory_is_registered_and_reports_bytes_per_transition(capsys):
     assert "[bench memory] two_cameras" in capsys.readouterr().out
     with pytest.raises(ValueError, match="max_gib"):
         bench_memory.run({"memory_bench": {**o, "max_gib": 1e-6, "layouts": ["two_cameras"]}})
+
+
+def test_image_encoder_makes_one_float_copy_and_never_modifies_its_input():
+    from policies.encoders import EncoderConfig, ImageEncoder
+
+    enc = ImageEncoder(EncoderConfig(channels=4, latent_dim=4), (16, 16, 3))
+    images = torch.randint(0, 256, (2, 16, 16, 3), dtype=torch.uint8)
+    as_float = images.float()
+    kept = as_float.clone()
+    out = enc(images)
+    assert torch.equal(enc(as_float), out) and torch.equal(as_float, kept)  # float input untouched
+    ref = enc.head(enc.pool(enc.backbone(images.permute(0, 3, 1, 2).float() / 255.0)))  # the former scaling
+    assert torch.equal(out, ref)
