@@ -95,6 +95,8 @@ def test_compile_switch_is_off_by_default_and_compiled_learner_matches_eager():
     assert compiled.compiled is True
     assert all(torch.equal(a, b) for a, b in zip(_weights(compiled), _weights(eager)))
     assert compiled_metrics == eager_metrics
+    assert compiled.trainable_state().keys() == eager.trainable_state().keys()  # compiled in place: same names
+    assert compiled.state_dict()["critic"].keys() == eager.state_dict()["critic"].keys()
 
 
 def test_compile_failure_falls_back_to_eager_with_a_warning():
