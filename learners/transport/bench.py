@@ -126,11 +126,14 @@ def bench_hilr(transitions: list[dict[str, Any]], n: int) -> dict[str, float]:
             if not tx.flush(60.0):
                 raise RuntimeError("bench: acknowledgements missing")
             t_ack = time.monotonic() - t0
-            resent = tx.stats()["resent"]
+            stats = tx.stats()
+            resent = stats["resent"]
+            per_message = (stats["sent"] + resent) / max(1, stats["messages"])
     finally:
         proc.stdin.close()
         proc.wait(10)
     return {"seconds": float(done[1]) - t0, "seconds_acked": t_ack, "bytes": int(done[2]), "resent": resent,
+            "transitions_per_message": per_message,
             "send_p50_us": 1e6 * float(np.percentile(send_s, 50)), "send_p99_us": 1e6 * float(np.percentile(send_s, 99))}
 
 
@@ -216,6 +219,7 @@ def run(cfg: dict) -> dict:
     hilr["send_p50_us"] = statistics.median(r["send_p50_us"] for r in runs["hilr"])
     hilr["send_p99_us"] = statistics.median(r["send_p99_us"] for r in runs["hilr"])
     hilr["resent"] = sum(r["resent"] for r in runs["hilr"])
+    hilr["transitions_per_message"] = statistics.median(r["transitions_per_message"] for r in runs["hilr"])
     result["paced"] = bench_paced(transitions, paced_n, paced_hz) if paced_n > 0 else None
     for base in ("raw_dealer_router", "raw_push_pull"):
         result[f"ratio_vs_{base}"] = hilr["transitions_per_s"] / result[base]["transitions_per_s"]
@@ -228,7 +232,8 @@ def run(cfg: dict) -> dict:
         print(f"{name:<22}{r['transitions_per_s']:>15.0f}{r['mb_per_s']:>10.1f}"
               f"{hilr['transitions_per_s'] / r['transitions_per_s']:>10.2f}")
     print(f"hilr incl. final acks: {hilr['transitions_per_s_acked']:.0f} transitions/s; "
-          f"send() p50 {hilr['send_p50_us']:.0f} us, p99 {hilr['send_p99_us']:.0f} us (saturated)")
+          f"send() p50 {hilr['send_p50_us']:.0f} us, p99 {hilr['send_p99_us']:.0f} us (saturated); "
+          f"{hilr['transitions_per_message']:.1f} transitions per message (batched under load)")
     if result["paced"]:
         p = result["paced"]
         print(f"paced like an actor ({p['n']} at {p['hz']:.0f} Hz): send() p50 {p['send_p50_us']:.0f} us, "

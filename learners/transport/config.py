@@ -50,6 +50,9 @@ class TransportConfig:
         liveness_timeout_s: learner declared gone after this long without a reply.
         ack_timeout_s: an unacknowledged transition is re-sent after this long.
         max_in_flight: transitions sent but not yet acknowledged, at most.
+        max_batch: transitions sent in one ZMQ message at most, when several wait (the
+            actor outruns the link or the learner); 1 = one per message. The learner
+            states how many it accepts in its pongs (``batch``); the smaller bound wins.
         outbox_memory_messages: unacknowledged transitions kept in RAM; more spill to disk
             (0 = write every transition to disk first: survives an actor crash).
         outbox_memory_bytes: RAM bound of the outbox (and of transitions queued for it) in
@@ -82,6 +85,7 @@ class TransportConfig:
     liveness_timeout_s: float = 1.5
     ack_timeout_s: float = 2.0
     max_in_flight: int = 256
+    max_batch: int = 32
     outbox_memory_messages: int = 4096
     outbox_memory_bytes: int = 512 * 1024**2
     outbox_max_disk_bytes: int = 4 * 1024**3
@@ -104,7 +108,7 @@ class TransportConfig:
         if self.ack_policy not in ACK_POLICIES:
             raise ValueError(f"transport.ack_policy={self.ack_policy!r}; choose one of {ACK_POLICIES}")
         positive = ("max_message_bytes", "heartbeat_interval_s", "liveness_timeout_s",
-                    "ack_timeout_s", "max_in_flight", "receive_queue", "weights_republish_s",
+                    "ack_timeout_s", "max_in_flight", "max_batch", "receive_queue", "weights_republish_s",
                     "receive_queue_bytes", "max_streams", "weights_max_abs", "reconnect_after_s")
         for name in positive:
             if not getattr(self, name) > 0:

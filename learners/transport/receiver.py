@@ -103,6 +103,7 @@ class TransitionReceiver(LearnerSocketOwner):
         self.rejections = Rejections("transition receiver", log)
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)  # notified when transitions are queued
+        self._queued_new = False  # set under the lock by the I/O thread, notified once per pass
         self._streams: dict[StreamKey, _StreamState] = {}
         self._routes: dict[StreamKey, bytes] = {}  # the owner (routing id) of each stream
         self._owned: dict[bytes, set[StreamKey]] = {}  # routing id -> its streams
@@ -291,34 +292,52 @@ class TransitionReceiver(LearnerSocketOwner):
             self._counts["bytes"] += msg.nbytes
             self._queued_bytes += msg.nbytes
             self._per_actor[f["actor"]] = self._per_actor.get(f["actor"], 0) + 1
-            self._ready.notify_all()
+            self._queued_new = True
 
     def _receive(self) -> None:
+        try:
+            self._receive_some()
+        finally:
+            if self._queued_new:  # one wake-up per pass, not per transition (GIL hand-offs)
+                with self._ready:
+                    self._queued_new = False
+                    self._ready.notify_all()
+
+    def _receive_some(self) -> None:
         pong = None
         for _ in range(2000):
             try:
                 frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            if len(frames) != 2:
-                self.rejections.reject("multipart", f"{len(frames) - 1} payload frames, expected 1")
+            # [routing id, payload]; or, from a sender that read our pong's ``batch``,
+            # [routing id, transition, transition, ...]: each frame a complete message.
+            if not 2 <= len(frames) <= wire.MAX_BATCH + 1:
+                self.rejections.reject("multipart", f"{len(frames) - 1} payload frames, expected 1 to {wire.MAX_BATCH}")
                 continue
             identity = frames[0].bytes
-            try:
-                msg = wire.decode(frames[1].buffer, self.cfg.max_message_bytes, expect={"transition", "ping"})
-            except wire.WireError as exc:
-                self.rejections.from_error(exc)
-                continue
-            try:
-                if msg.kind == "ping":
-                    self._counts["pings"] += 1
-                    self._advance(identity, msg.fields["actor"], msg.fields["floors"])
-                    pong = pong or wire.encode("pong", {"learner": self.instance_id, **self._spec_field()})
-                    self._send(identity, pong)
-                else:
-                    self._on_transition(identity, msg)
-            except Exception as exc:  # noqa: BLE001 - one message never stops the receiver
-                self.rejections.internal(exc)
+            expect = self._EXPECT_ONE if len(frames) == 2 else self._EXPECT_BATCH
+            for frame in frames[1:]:
+                try:
+                    # read-only views of the frame (zmq's buffer is writable): copy to change
+                    msg = wire.decode(frame.buffer.toreadonly(), self.cfg.max_message_bytes, expect=expect)
+                except wire.WireError as exc:
+                    self.rejections.from_error(exc)
+                    continue
+                try:
+                    if msg.kind == "ping":
+                        self._counts["pings"] += 1
+                        self._advance(identity, msg.fields["actor"], msg.fields["floors"])
+                        pong = pong or wire.encode("pong", {"learner": self.instance_id, "batch": wire.MAX_BATCH,
+                                                            **self._spec_field()})
+                        self._send(identity, pong)
+                    else:
+                        self._on_transition(identity, msg)
+                except Exception as exc:  # noqa: BLE001 - one message never stops the receiver
+                    self.rejections.internal(exc)
+
+    _EXPECT_ONE = frozenset(("transition", "ping"))
+    _EXPECT_BATCH = frozenset(("transition",))  # a batch holds transitions only
 
     def _own(self, key: StreamKey, identity: bytes) -> None:
         """Record ``identity`` as the owner of stream ``key`` (call with the lock held)."""
@@ -370,6 +389,9 @@ class TransitionReceiver(LearnerSocketOwner):
             to_ack, self._to_ack = self._to_ack, []
             to_hold, self._to_hold = self._to_hold, []
             routes = dict(self._routes)
+        if to_hold and to_ack:  # a final ack in this pass makes the held ack for it moot
+            finals = set(to_ack)
+            to_hold = [item for item in to_hold if item not in finals]
         for final, items in ((False, to_hold), (True, to_ack)):
             by_stream: dict[StreamKey, list[int]] = {}
             for key, seq in items:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,7 @@ MAX_ARRAYS = 512
 MAX_NDIM = 8
 MAX_NAME_LEN = 200
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+MAX_BATCH = 64  # transition frames in one ZMQ message, at most (the learner states it in pongs)
 
 # The only dtypes that travel: fixed-size little-endian numbers and bool.
 ALLOWED_DTYPES = frozenset(
@@ -295,34 +296,38 @@ def _parse_header(view: memoryview, max_bytes: int) -> tuple[dict[str, Any], int
 
 
 def _parse_arrays(view: memoryview, specs: Any, start: int, payload: int) -> dict[str, np.ndarray]:
-    if not isinstance(specs, list) or len(specs) > MAX_ARRAYS:
+    # Runs once per received message, so it is written for speed: ``type(x) is int``
+    # (msgpack gives plain ints; it also refuses bool) instead of helper calls per value.
+    if type(specs) is not list or len(specs) > MAX_ARRAYS:
         raise SchemaError("'arrays' must be a list of at most %d specs" % MAX_ARRAYS)
     arrays: dict[str, np.ndarray] = {}
     end = 0
     for spec in specs:
-        if not isinstance(spec, dict):
+        if type(spec) is not dict:
             raise SchemaError("array spec is not a map")
         name, dtype, shape = spec.get("name"), spec.get("dtype"), spec.get("shape")
         offset, nbytes = spec.get("offset"), spec.get("nbytes")
-        if not _is_str(name) or name in arrays:
+        if type(name) is not str or not 0 < len(name) <= MAX_NAME_LEN or name in arrays:
             raise SchemaError(f"array name {name!r:.80} missing, too long or duplicated")
-        np_dtype = _DTYPES.get(dtype) if isinstance(dtype, str) else None
+        np_dtype = _DTYPES.get(dtype) if type(dtype) is str else None
         if np_dtype is None:
             raise SchemaError(f"array {name!r}: dtype {dtype!r:.40} not allowed")
-        if not (isinstance(shape, list) and len(shape) <= MAX_NDIM and all(_is_uint(s) for s in shape)):
+        if type(shape) is not list or len(shape) > MAX_NDIM:
             raise SchemaError(f"array {name!r}: bad shape {shape!r:.80}")
-        if not (_is_uint(offset) and _is_uint(nbytes)) or offset != _align(end):
+        count = 1
+        for dim in shape:
+            if type(dim) is not int or not 0 <= dim <= _U64_MAX:
+                raise SchemaError(f"array {name!r}: bad shape {shape!r:.80}")
+            count *= dim
+        if type(offset) is not int or type(nbytes) is not int or offset != (end + ALIGN - 1) // ALIGN * ALIGN:
             raise SchemaError(f"array {name!r}: offset {offset!r} is not the aligned end of the previous array")
-        itemsize = np_dtype.itemsize
-        count = math.prod(shape)
-        if nbytes != count * itemsize:
-            raise SchemaError(f"array {name!r}: nbytes {nbytes} != {shape} x {itemsize}")
+        if nbytes != count * np_dtype.itemsize:
+            raise SchemaError(f"array {name!r}: nbytes {nbytes} != {shape} x {np_dtype.itemsize}")
         end = offset + nbytes
         if end > payload:
             raise SchemaError(f"array {name!r} ends at {end}, beyond payload_bytes {payload}")
         try:  # numpy refuses some declared shapes itself (e.g. [0, 2**63]: too many elements)
-            arr = np.frombuffer(view, dtype=np_dtype, count=count, offset=start + offset)
-            arrays[name] = arr.reshape(shape)
+            arrays[name] = np.frombuffer(view, dtype=np_dtype, count=count, offset=start + offset).reshape(shape)
         except (ValueError, TypeError, OverflowError, MemoryError) as exc:
             raise SchemaError(f"array {name!r}: shape {shape!r:.80} refused by numpy ({exc})") from None
     if end != payload:
@@ -330,7 +335,7 @@ def _parse_arrays(view: memoryview, specs: Any, start: int, payload: int) -> dic
     return arrays
 
 
-def decode(data: Any, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, expect: set[str] | None = None) -> Message:
+def decode(data: Any, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, expect: AbstractSet[str] | None = None) -> Message:
     """Validate and decode one frame.
 
     Args:

@@ -62,8 +62,11 @@ def test_transition_receiver_survives_and_counts_every_bad_frame(caplog):
         try:
             for _, data in bad.values():
                 raw.send(data)
-            raw.send_multipart([b"two", b"frames"])
-            expected: dict[str, int] = {"multipart": 1}
+            raw.send_multipart([b"x"] * (wire.MAX_BATCH + 1))  # more frames than a batch may hold
+            # A batch (several frames) is decoded frame by frame: each garbage one counted alone,
+            # and a ping is not accepted inside a batch.
+            raw.send_multipart([b"two", b"frames", wire.encode("ping", {"actor": "evil", "floors": []})])
+            expected: dict[str, int] = {"multipart": 1, "truncated": 2, "unknown_kind": 1}
             for reason, _ in bad.values():
                 expected[reason] = expected.get(reason, 0) + 1
             assert wait_for(lambda: rx.rejections.total == sum(expected.values()), 3.0), rx.stats()
