@@ -127,6 +127,7 @@ def test_bench_learner_reports_gflops_against_the_same_run_matmul():
             v = entry[variant]
             assert v["updates"] == 2 and v["gflops"] > 0
             assert v["ratio_to_matmul"] == pytest.approx(v["gflops"] / matmul["gflops"])
+            assert v["updates_per_s_best_round"] == v["updates_per_s"]  # fewer updates than one round
     assert result["state"]["flops_per_update"]["source"] == "analytic"
     cams = result["two_cameras"]["flops_per_update"]  # convolutions counted, the MLP part analytic
     assert cams["per_update"] > cams["mlp_analytic"]["per_update"] and 0 < cams["encoder_share"] < 1
