@@ -86,6 +86,52 @@ def make_transition(obs: Mapping[str, np.ndarray], next_obs: Mapping[str, np.nda
     }
 
 
+def audit_counts(ep: dict[str, Any], info: Mapping[str, Any]) -> None:
+    """Add one step's reward-source audit to the episode's counters (``ep``).
+
+    ``classifier_max_p`` keeps the episode's highest classifier probability; with a privileged
+    success beside the classifier's decision (sims only) the step lands in ``audit_tp/fp/fn/tn``.
+    """
+    p = info.get("success_probability")
+    if p is not None and np.isfinite(p):
+        ep["classifier_max_p"] = max(ep.get("classifier_max_p", 0.0), float(p))
+    truth = info.get("privileged_success")
+    if truth is None:
+        return
+    said = bool(info.get("classifier_success", False))
+    key = {(True, True): "audit_tp", (True, False): "audit_fp", (False, True): "audit_fn",
+           (False, False): "audit_tn"}[(said, bool(truth))]
+    ep[key] = ep.get(key, 0) + 1
+    ep["privileged_success"] = ep.get("privileged_success", False) or bool(truth)
+
+
+def reward_audit(eps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Who set the rewards, and (sims only) the classifier's precision/recall against the
+    privileged success, per step and per episode; empty when no episode had a classifier or label."""
+    out: dict[str, Any] = {}
+    sources: dict[str, int] = {}
+    for e in eps:
+        sources[e.get("reward_source", "none")] = sources.get(e.get("reward_source", "none"), 0) + 1
+    if set(sources) <= {"none", "robot"}:
+        return out
+    out["reward_sources"] = sources
+    out["disagreements"] = int(sum(bool(e.get("disagreement")) for e in eps))
+    audited = [e for e in eps if any(k in e for k in ("audit_tp", "audit_fp", "audit_fn", "audit_tn"))]
+    if audited:
+        c = {k: int(sum(e.get(k, 0) for e in audited)) for k in ("audit_tp", "audit_fp", "audit_fn", "audit_tn")}
+        said = [e["success"] and e.get("reward_source") == "classifier" for e in audited]
+        truth = [bool(e.get("privileged_success")) for e in audited]
+        tp = sum(s and t for s, t in zip(said, truth))
+        fp = sum(s and not t for s, t in zip(said, truth))
+        fn = sum(t and not s for s, t in zip(said, truth))
+        out["classifier_audit"] = {
+            "steps": c, "step_precision": c["audit_tp"] / max(1, c["audit_tp"] + c["audit_fp"]),
+            "step_recall": c["audit_tp"] / max(1, c["audit_tp"] + c["audit_fn"]),
+            "episodes": len(audited), "episode_tp": tp, "episode_fp": fp, "episode_fn": fn,
+            "episode_precision": tp / max(1, tp + fp), "episode_recall": tp / max(1, tp + fn)}
+    return out
+
+
 class ActorLoop:
     """Runs the policy on the robot (or sim) and streams what happens.
 
@@ -159,6 +205,8 @@ class ActorLoop:
     # ------------------------------------------------------------------ loop
     def _done(self) -> bool:
         c = self.cfg
+        if getattr(self.env, "quit_requested", False):  # the operator's quit key (teleop.episode_control)
+            return True
         return (c.total_steps and self.env_steps >= c.total_steps) or (c.episodes and len(self.episodes) >= c.episodes)
 
     def run(self, progress: bool = False) -> dict[str, Any]:
@@ -190,7 +238,7 @@ class ActorLoop:
         self.agent.reset()
         t0 = time.monotonic()
         ep = {"return": 0.0, "length": 0, "interventions": 0, "intervention_steps": 0, "success": False,
-              "gate_open_steps": 0}
+              "gate_open_steps": 0, "reward_source": "none", "label": None, "disagreement": False}
         was_intervened = False
         done = False
         while not done:
@@ -206,6 +254,8 @@ class ActorLoop:
             if self.sender is not None and not info.get("action_dropped", False):  # a dropped action never ran
                 tr = make_transition(obs, next_obs, executed, base, residual, reward, terminated, truncated, info)
                 tr["requested_action"] = np.asarray(info.get("action", action), np.float32)
+                if "success_probability" in info:  # audit trail of the classifier's reward
+                    tr["success_probability"] = np.float32(info["success_probability"])
                 if truncated and not terminated:  # the TD target bootstraps from base(next_obs) + residual
                     tr["next_base_action"] = np.asarray(self.agent.base.act(next_obs), np.float32)
                 self.sender.send(tr, self.policy_version)
@@ -217,11 +267,18 @@ class ActorLoop:
             ep["return"] += float(reward)
             ep["length"] += 1
             ep["success"] = ep["success"] or bool(info.get("success", False))
+            audit_counts(ep, info)
+            if info.get("success") or info.get("label"):
+                ep["reward_source"] = str(info.get("reward_source", "robot"))
+                ep["label"] = info.get("label", ep["label"])
+                ep["disagreement"] = ep["disagreement"] or bool(info.get("disagreement", False))
             self.env_steps += 1
             self._pace()
             obs = next_obs
             done = terminated or truncated
             if stop_at_budget and self.cfg.total_steps and self.env_steps >= self.cfg.total_steps:
+                break
+            if getattr(self.env, "quit_requested", False):
                 break
         ep.update(episode=len(self.episodes), env_steps=self.env_steps, seed=seed,
                   cycle_time_s=time.monotonic() - t0, policy_version=self.policy_version,
@@ -232,7 +289,13 @@ class ActorLoop:
             self._episode_log.write(json.dumps(ep) + "\n")
         if self._writer is not None:
             self._log_episode(ep)
-        if self.cfg.log_every_episodes and len(self.episodes) % self.cfg.log_every_episodes == 0:
+        if ep["label"] is not None or ep["reward_source"] == "classifier":  # who set the reward, as it happens
+            p = ep.get("classifier_max_p")
+            log.info("episode %d: %s, reward from %s%s%s", len(self.episodes),
+                     "success" if ep["success"] else "no success", ep["reward_source"],
+                     f" (classifier max p={p:.2f})" if p is not None else "",
+                     ", DISAGREES with the classifier" if ep["disagreement"] else "")
+        elif self.cfg.log_every_episodes and len(self.episodes) % self.cfg.log_every_episodes == 0:
             log.info("episode %d: %s", len(self.episodes), self.postfix())
         return ep
 
@@ -264,7 +327,10 @@ class ActorLoop:
         if not recent:
             return {"v": self.policy_version}
         success, interv = episode_rates(recent)
-        return {"success": f"{success:.2f}", "interv": f"{interv:.2f}", "v": self.policy_version}
+        out = {"success": f"{success:.2f}", "interv": f"{interv:.2f}", "v": self.policy_version}
+        if any(e["reward_source"] not in ("none", "robot") for e in recent):
+            out["reward"] = recent[-1]["reward_source"]  # who set the last episode's reward
+        return out
 
     def summary(self) -> dict[str, Any]:
         """Success rate (with a 95 % Wilson interval), intervention rate, cycle time, counts."""
@@ -283,6 +349,10 @@ class ActorLoop:
             "cycle_time_s": float(np.mean([e["sim_time_s"] for e in succ_eps])) if succ_eps else None,
             "policy_version": self.policy_version, "weight_updates": self.weight_updates,
         }
+        out.update(reward_audit(eps))
+        stats = getattr(self.env, "stats", None)
+        if isinstance(stats, dict) and "success_labels" in stats:
+            out["operator"] = dict(stats)
         if self.sender is not None:
             out["transport"] = self.sender.stats()
         return out

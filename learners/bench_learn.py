@@ -498,7 +498,9 @@ def run_study(study: StudyConfig, progress: bool = True, runs_dir: Path | None =
             base = probes = demos = None
             if not study.report_only and (todo or folder is None or not (folder / "base.json").exists()):
                 base, demos, info, probes = _seed_setup(variant, vs, seed, residual_scale)
-                if folder is not None:
+                if folder is not None and (folder / "base.json").exists():  # never rewritten: runs refer to it
+                    info = json.loads((folder / "base.json").read_text())
+                elif folder is not None:
                     _write_json(folder / "base.json", info)
             else:
                 info = json.loads((folder / "base.json").read_text())
@@ -561,10 +563,15 @@ def agent_scale(files: Mapping[str, dict], study: StudyConfig) -> np.ndarray:
     """The residual scale ``(7,)`` of the study's residual recipe (for the oracle ceiling)."""
     from learners.builders import agent_config
 
-    name = "residual_td3_cpu" if "residual_td3_cpu" in files else next((f for f in files if f != "rlpd"), None)
-    values = dict(files[name]) if name else {}
+    from omegaconf import OmegaConf
+
+    # always the study's residual recipe, whichever methods this worker runs (a worker running
+    # only rlpd must write the same oracle ceiling into base.json as one running the residuals)
+    name = "residual_td3_cpu"
+    values = dict(files[name]) if name in files else OmegaConf.to_container(OmegaConf.load(
+        REPO / "launch" / "config" / "learner" / f"{name}.yaml"))
     values.update({k: v for k, v in study.agent.items() if k != "encoder"})
-    return agent_config(values, mode="residual").scale_array() if name else np.full(7, 0.1, np.float32)
+    return agent_config(values, mode="residual").scale_array()
 
 
 def run(cfg: dict) -> dict:

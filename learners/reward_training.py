@@ -78,8 +78,10 @@ def classification_metrics(model: RewardClassifier, obs: Mapping[str, np.ndarray
 
 def train_reward_classifier(frames: Mapping[str, np.ndarray], model_cfg: RewardClassifierConfig,
                             cfg: RewardTrainConfig, out_dir: str | Path | None = None,
-                            progress: bool = True) -> tuple[RewardClassifier, dict[str, Any]]:
-    """Train on labelled frames; saves ``reward_classifier.safetensors`` into ``out_dir``.
+                            progress: bool = True, extra_meta: dict[str, Any] | None = None,
+                            ) -> tuple[RewardClassifier, dict[str, Any]]:
+    """Train on labelled frames; saves ``reward_classifier.safetensors`` into ``out_dir``
+    (``extra_meta``, e.g. the dataset's camera crops, goes into its header).
 
     Returns:
         ``(model, metrics)`` with final ``train``/``val`` classification metrics.
@@ -119,6 +121,6 @@ def train_reward_classifier(frames: Mapping[str, np.ndarray], model_cfg: RewardC
                "frames": len(labels), "success_frames": int(labels.sum()), "seconds": time.monotonic() - t0}
     if out_dir:
         save_reward_classifier(Path(out_dir) / "reward_classifier.safetensors", model,
-                               {"val": metrics["val"], "train": metrics["train"]})
+                               {"val": metrics["val"], "train": metrics["train"], **(extra_meta or {})})
     model.eval()
     return model, metrics

@@ -197,12 +197,14 @@ class EpisodeWriter:
         keep_only_successful: drop failed episodes (their frames are still recorded).
         record_frames: also write success/failure frames for the reward classifier.
         failure_frame_stride: keep every n-th failure frame (success frames: all).
+        crops: camera -> ``(x0, y0, x1, y1)`` crop the env applied before resizing (stored in
+            meta.json so that a reward classifier trained on these frames refuses other crops).
     """
 
     def __init__(self, root: str | Path, *, fps: float, task: str,
                  observation_space: Any = None, action_space: Any = None,
                  keep_only_successful: bool = False, record_frames: bool = True,
-                 failure_frame_stride: int = 1) -> None:
+                 failure_frame_stride: int = 1, crops: Mapping[str, Any] | None = None) -> None:
         if failure_frame_stride < 1:
             raise ValueError("failure_frame_stride must be >= 1")
         self.root = Path(root)
@@ -212,6 +214,8 @@ class EpisodeWriter:
         meta = {"format": FORMAT, "version": VERSION, "fps": float(fps), "task": task,
                 "observation_space": space_to_json(observation_space),
                 "action_space": space_to_json(action_space)}
+        if crops:
+            meta["crops"] = {str(k): [float(v) for v in c] for k, c in crops.items()}
         self.meta = self._open(meta)
         episodes = list_episodes(self.root)
         self.next_episode = int(_EPISODE_RE.match(episodes[-1].name).group(1)) + 1 if episodes else 0

@@ -40,7 +40,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from robot_env.geometry import apply_rotvec, quat_normalize
+from robot_env.geometry import apply_rotvec, clip_rotation, quat_normalize
 from robot_env.hardware import Arm, ArmState, Camera, StaleDataError
 from robot_env.registry import config_from_dict
 from robot_env.stale import DataLossError, StaleConfig, StaleGuard
@@ -89,12 +89,17 @@ class ControlConfig:
         max_frame_age_s: same for camera frames, seconds; None disables.
         stale: what a stale sample does (:class:`~robot_env.stale.StaleConfig`, or its
             fields as a mapping): hold the arm and wait (default), or raise.
+        reset_noise: on hardware (and the ROS2 sim robot), reset to the task's home pose plus
+            uniform ``task.reset_pos_noise`` / ``reset_yaw_noise``, clipped to the workspace and
+            orientation cone, instead of the arm's fixed home (the in-process sim always
+            randomises its reset).
     """
 
     mode: str = "free_running"
     max_state_age_s: float | None = None
     max_frame_age_s: float | None = None
     stale: StaleConfig = dataclasses.field(default_factory=StaleConfig)
+    reset_noise: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in ("realtime", "free_running"):
@@ -150,6 +155,7 @@ class RobotEnv(gym.Env):
         self._last_state: ArmState | None = None
         self._last_obs_pose = np.zeros(7, np.float32)
         self._last_reading: tuple[dict[str, np.ndarray], bool, bool, dict] | None = None
+        self._success_info: dict[str, Any] = {}
         self._step_index = 0
         self._overruns = 0
         self._stale_steps = 0
@@ -163,6 +169,9 @@ class RobotEnv(gym.Env):
         self._connect()
         if self.world is not None:
             self.world.reset(seed=int(self.np_random.integers(2**31)) if seed is None else seed)
+        elif self.control.reset_noise:
+            pos, quat = self.reset_pose()
+            self._stale.wait_fresh(lambda: self.arm.move_home(pos, quat), "moving to the reset pose")
         else:
             self._stale.wait_fresh(self.arm.move_home, "moving home")  # DataLossError: robot gone
         self.success_source.reset()
@@ -171,6 +180,26 @@ class RobotEnv(gym.Env):
         self._t_start = time.monotonic()
         info = self._info(task_state, success=False, lateness=0.0, held_s=held_s)
         return obs, info
+
+    def reset_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        """A randomised reset pose: ``task.home_pos`` + uniform ``reset_pos_noise`` and a yaw of
+        uniform ``reset_yaw_noise`` about the base z axis, clipped like any command: into the
+        workspace and the orientation cone around ``home_quat`` (seeded by ``reset(seed=)``)."""
+        t = self.task
+        noise = np.asarray(t.reset_pos_noise, float)
+        pos = np.asarray(t.home_pos, float) + self.np_random.uniform(-noise, noise)
+        pos = np.clip(pos, np.asarray(t.workspace_low, float), np.asarray(t.workspace_high, float))
+        yaw = float(self.np_random.uniform(-t.reset_yaw_noise, t.reset_yaw_noise))
+        quat = apply_rotvec(self._home_quat, np.array([0.0, 0.0, yaw]))
+        quat, _ = clip_rotation(quat, self._home_quat, float(t.max_angle_from_home))
+        return pos, quat
+
+    def observe_now(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """A fresh observation after the loop stood still (a pause, an operator resetting the
+        scene), with the control clock restarted so the wait counts as no overrun."""
+        (obs, success, _, task_state), held_s = self._stale.wait_fresh(self._read, "observing after a pause")
+        self._t_start = time.monotonic() - self._step_index * self.dt
+        return obs, self._info(task_state, success=success, lateness=0.0, held_s=held_s)
 
     def step(self, action):
         """Act for one control period; see the module docstring for the action and stale data."""
@@ -288,6 +317,7 @@ class RobotEnv(gym.Env):
         obs = self._observe(state)
         reading = (obs, bool(self.success_source.success(obs)), bool(self.success_source.failure(obs)),
                    self.success_source.task_state())
+        self._success_info = self.success_source.info()
         self._last_state, self._last_obs_pose, self._last_reading = state, obs["state"][:7].copy(), reading
         return reading
 
@@ -340,4 +370,5 @@ class RobotEnv(gym.Env):
             "stale_held_s": float(held_s),
             "stale_steps": self._stale_steps,
             "stale_abort": False,
+            **self._success_info,
         }

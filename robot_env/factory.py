@@ -27,6 +27,12 @@
 * ``crops_file`` (optional): a ``hilr calibrate crops`` file; per-camera ``crop: [x0, y0,
   x1, y1]`` (fractions of the frame) in a camera's spec overrides it. Crops apply before
   the resize to ``task.image_size``.
+* ``reward`` (optional): where success comes from. ``{"type": "auto"}`` (default): the sim's
+  task state for a sim robot, the robot's task report when it has one (the ROS2 sim robot),
+  else never (``NoSuccess``); ``{"type": "none"}``: never (operator labels only);
+  ``{"type": "classifier", "checkpoint": ...}``: the trained image classifier
+  (``policies.reward_source``), with the robot's own success only audited. A classifier
+  trained on other cameras, image sizes or crops is refused here.
 * ``env`` (optional): ``{"type": "gym", "id": ..., ...}`` builds any registered gymnasium env
   through ``robot_env.gym_env.GymAdapter`` instead (the keys above are then unused);
   absent or ``{"type": "sim"}``: the robot/camera/task env above.
@@ -41,10 +47,11 @@ from typing import Any
 
 import gymnasium as gym
 
+from robot_env.app import UserError
 from robot_env.env import ControlConfig, RobotEnv
 from robot_env.hardware import ARMS, CAMERAS
 from robot_env.registry import config_from_dict
-from robot_env.task import NoSuccess, SuccessSource, TaskConfig
+from robot_env.task import SUCCESS_SOURCE_MODULES, SUCCESS_SOURCES, NoSuccess, SuccessSource, TaskConfig
 from robot_env.wrappers import PrivilegedState, RejectNonFiniteAction, SafetyClip
 
 log = logging.getLogger(__name__)
@@ -91,8 +98,6 @@ def _check_camera_fits_robot(name: str, camera_type: str | None, robot_type: str
     Raises:
         UserError: the pair cannot work, with the config groups to pick instead.
     """
-    from robot_env.app import UserError
-
     if robot_type == "mujoco" and camera_type != "mujoco":
         raise UserError(
             f"camera {name!r} is a {camera_type!r} device camera, but robot=sim is the in-process MuJoCo arm, "
@@ -120,6 +125,41 @@ def _control_mode(mode: str, robot_type: str | None, in_process: bool) -> str:
     return mode
 
 
+def _reward_source(spec: dict[str, Any], robot_source: SuccessSource) -> SuccessSource:
+    """The success source the ``reward`` config names; ``robot_source`` is the robot's own (the
+    sim's task state, the sim robot's task report, or ``NoSuccess`` on a real arm)."""
+    kind = str(spec.get("type", "auto"))
+    if kind == "auto":
+        if len(spec) > 1:
+            raise UserError(f"reward=auto takes no options; got {sorted(k for k in spec if k != 'type')}")
+        return robot_source
+    if kind == "none":
+        return _Unlabelled(robot_source)
+    if kind in SUCCESS_SOURCE_MODULES:
+        import importlib
+
+        importlib.import_module(SUCCESS_SOURCE_MODULES[kind])  # registers it
+    privileged = None if isinstance(robot_source, NoSuccess) else robot_source
+    return SUCCESS_SOURCES.make(spec, privileged=privileged)
+
+
+class _Unlabelled(SuccessSource):
+    """``reward=none``: never succeeds by itself (only operator labels end an episode as success);
+    the robot's own source still resets the scene (the ROS2 sim robot)."""
+
+    def __init__(self, robot_source: SuccessSource) -> None:
+        self.robot_source = robot_source
+
+    def reset(self) -> None:
+        self.robot_source.reset()
+
+    def success(self, obs: dict) -> bool:
+        return False
+
+    def info(self) -> dict[str, Any]:
+        return {"reward_source": "none"}
+
+
 def make_env(cfg: Mapping[str, Any] | None = None, *, success: SuccessSource | None = None,
              render_mode: str | None = None) -> gym.Env:
     """Build the wrapped env described by ``cfg`` (see the module docstring).
@@ -135,9 +175,13 @@ def make_env(cfg: Mapping[str, Any] | None = None, *, success: SuccessSource | N
     """
     cfg = _plain(cfg or {})
     env_spec = cfg.get("env") or {}
+    reward = dict(cfg.get("reward") or {"type": "auto"})
     if env_spec.get("type") == "gym":  # any gymnasium env: robot_env.gym_env (robot/camera/task unused)
         from robot_env.gym_env import make_gym_env
 
+        if reward.get("type", "auto") != "auto":
+            raise UserError(f"reward={reward.get('type')} needs the robot env; a gymnasium env (env=gym) "
+                            "reports its own success")
         return make_gym_env(env_spec, render_mode=render_mode)
     task = task_config(cfg.get("task"), cfg.get("safety"))
     robot = dict(cfg.get("robot") or {"type": "mujoco"})
@@ -158,6 +202,7 @@ def make_env(cfg: Mapping[str, Any] | None = None, *, success: SuccessSource | N
         # a robot that reports its own task state (the ROS2 sim robot) supplies the success source
         feed = arm.task_feed() if hasattr(arm, "task_feed") else None
         success = success or feed or NoSuccess()
+    success = _reward_source(reward, success)
     cameras, crops = {}, {}
     if cfg.get("crops_file"):
         from robot_env.calibration_files import crop_fractions
@@ -190,8 +235,11 @@ def make_env(cfg: Mapping[str, Any] | None = None, *, success: SuccessSource | N
         control_values.setdefault("max_frame_age_s", 2.5 * task.dt)
     control = config_from_dict(ControlConfig, control_values)
     crops = {k: v for k, v in crops.items() if k in cameras}  # a crops file may list more cameras
+    check_fits = getattr(success, "check_fits", None)
     env: gym.Env = RobotEnv(arm, cameras, task, success, control, world=world, render_mode=render_mode,
                             crops=crops)
+    if check_fits is not None:  # a classifier trained on other cameras / sizes / crops: refused by name
+        check_fits(env.observation_space, crops)
     env = SafetyClip(env)
     env = RejectNonFiniteAction(env)
     if cfg.get("time_limit", True):

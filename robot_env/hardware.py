@@ -107,8 +107,10 @@ class Arm(ConnectionMixin):
         """Command the gripper opening in metres, 0 = closed."""
 
     @abc.abstractmethod
-    def move_home(self) -> None:
-        """Move to the configured home pose (blocking until reached or timed out)."""
+    def move_home(self, pos: np.ndarray | None = None, quat: np.ndarray | None = None) -> None:
+        """Move to the configured home pose, or to ``pos``/``quat`` (metres, xyzw, base frame) when
+        given: a perturbed reset pose that the env has already clipped to the task's safety box
+        (blocking until reached or timed out)."""
 
     @abc.abstractmethod
     def stop(self) -> None:

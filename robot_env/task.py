@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from robot_env.registry import Registry
+
 #: Gripper pointing straight down (TCP z axis = -z of the base), xyzw.
 GRIPPER_DOWN = (1.0, 0.0, 0.0, 0.0)
 
@@ -116,6 +118,11 @@ class SuccessSource(abc.ABC):
         """Privileged state (object poses). Empty on a real robot."""
         return {}
 
+    def info(self) -> dict[str, Any]:
+        """Extra entries for the step's ``info`` about the newest decision (e.g. a classifier's
+        probability, who decided); read right after :meth:`success`. Empty by default."""
+        return {}
+
 
 class NoSuccess(SuccessSource):
     """Real robot without a success detector yet: never succeeds, episodes time out."""
@@ -123,3 +130,11 @@ class NoSuccess(SuccessSource):
     def success(self, obs: dict[str, np.ndarray]) -> bool:
         """Always False."""
         return False
+
+
+#: Success sources selectable by config (``reward: {type: ..., ...}`` in a verb's config). Each
+#: implementation's constructor takes ``(cfg, privileged=<the robot's own source or None>)``.
+SUCCESS_SOURCES: Registry[SuccessSource] = Registry("reward source")
+#: Modules that register a success source on import, loaded only when a config names it (the
+#: classifier needs torch; the env does not).
+SUCCESS_SOURCE_MODULES = {"classifier": "policies.reward_source"}

@@ -28,6 +28,7 @@ class EpisodeEvent(str, enum.Enum):
     RESET = "reset"       # discard the running episode and reset
     PAUSE = "pause"       # toggle pause (the robot holds still)
     QUIT = "quit"         # finish the running episode as failure and stop
+    CONFIRM = "confirm"   # the scene is reset: start the next episode (actor on a real arm)
 
 
 @dataclasses.dataclass
@@ -42,6 +43,7 @@ class KeyBindings:
     reset: str = "r"
     pause: str = "p "
     quit: str = "q\x1b"
+    confirm: str = "c\r\n"
 
     def __post_init__(self) -> None:
         seen: dict[str, str] = {}
@@ -60,9 +62,9 @@ class KeyBindings:
 
     def help_lines(self) -> list[str]:
         """Human-readable bindings, one per event (for the console and the terminal)."""
-        names = {"\x1b": "Esc", " ": "Space"}
+        names = {"\x1b": "Esc", " ": "Space", "\r": "Enter", "\n": "Enter"}
         return [
-            f"{'/'.join(names.get(c, c) for c in getattr(self, e.value))}: {e.value}"
+            f"{'/'.join(dict.fromkeys(names.get(c, c) for c in getattr(self, e.value)))}: {e.value}"
             for e in EpisodeEvent
         ]
 

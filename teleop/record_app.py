@@ -74,7 +74,7 @@ def record(cfg: dict) -> dict:
     from teleop.recorder import record_episodes
 
     env_cfg = {k: cfg[k] for k in ("robot", "camera", "task", "control", "safety", "privileged_state", "crops_file",
-                                   "env") if k in cfg}
+                                   "env", "reward") if k in cfg}
     env_spec = cfg.get("env") or {}
     keyboard = build_keyboard(cfg["keyboard"])
     console = OperatorConsole(ConsoleConfig(**cfg["console"]), keyboard)
@@ -87,7 +87,7 @@ def record(cfg: dict) -> dict:
             task=env_spec["id"] if env_spec.get("type") == "gym" else cfg["task"]["name"],
             observation_space=env.observation_space, action_space=env.action_space,
             keep_only_successful=cfg["keep_only_successful"], record_frames=cfg["record_frames"],
-            failure_frame_stride=cfg["failure_frame_stride"])
+            failure_frame_stride=cfg["failure_frame_stride"], crops=getattr(env.unwrapped, "crops", None))
         console.print_bindings()
         with keyboard:
             stats = record_episodes(wrapped, writer, cfg["episodes"], keyboard=keyboard, policy=policy,

@@ -30,6 +30,7 @@ from teleop.hid import HID_SOURCES
 log = logging.getLogger(__name__)
 
 AXES = ("x", "y", "z", "roll", "pitch", "yaw")
+LABEL_ROLES = ("success_button", "failure_button", "pause_button", "confirm_button")
 
 
 @dataclasses.dataclass
@@ -51,6 +52,11 @@ class SpaceMouseConfig:
             None = holding the close or open button for ``hold_s`` does it.
         hold_s: press-and-hold time after which a gripper button also counts as an
             intervention hold, seconds.
+        success_button: button (or chord ``"A+B"``, all held together) that labels the running
+            episode successful in ``hilr actor``; None = none (use the keyboard).
+        failure_button: same, labels it failed.
+        pause_button: same, toggles pause (the arm holds).
+        confirm_button: same, confirms the scene is reset (starts the next episode).
         poll_hz: reader-thread poll rate of the non-blocking HID reads, Hz.
         reconnect: on unplug, keep retrying to reopen instead of failing for good.
         reconnect_interval_s: pause between reopen attempts, seconds.
@@ -71,6 +77,10 @@ class SpaceMouseConfig:
     open_button: str = "RIGHT"
     intervention_button: str | None = None
     hold_s: float = 0.3
+    success_button: str | None = None
+    failure_button: str | None = None
+    pause_button: str | None = None
+    confirm_button: str | None = None
     poll_hz: float = 250.0
     reconnect: bool = False
     reconnect_interval_s: float = 0.5
@@ -109,6 +119,8 @@ class SpaceMouse(Teleoperator):
         self._buttons: tuple[int, ...] = ()
         self._stamp = 0.0
         self._press_start: dict[str, float] = {}
+        self._label_events: list[Any] = []  # EpisodeEvent on the rising edge of a label button/chord
+        self._chords_held: set[str] = set()
         self._gripper: float | None = None
         self.reports_received = 0
         self.reconnects = 0
@@ -131,11 +143,12 @@ class SpaceMouse(Teleoperator):
     def _open(self) -> None:
         mouse = self.source.open(self.cfg.model, self.cfg.path, self.cfg.axis_convention)
         names = list(mouse.info.button_names)
-        for role in ("close_button", "open_button", "intervention_button"):
-            name = getattr(self.cfg, role)
-            if name is not None and names and name not in names:
-                mouse.close()
-                raise DeviceError(f"{role}={name!r} is not a button of {mouse.name}; buttons: {names}")
+        for role in ("close_button", "open_button", "intervention_button") + LABEL_ROLES:
+            spec = getattr(self.cfg, role)
+            for name in (spec.split("+") if spec else []):
+                if names and name not in names:
+                    mouse.close()
+                    raise DeviceError(f"{role}={spec!r}: {name!r} is not a button of {mouse.name}; buttons: {names}")
         self._mouse = mouse
 
     def connect(self) -> None:
@@ -246,6 +259,27 @@ class SpaceMouse(Teleoperator):
                     self._gripper = -1.0
             elif name not in pressed:
                 self._press_start.pop(name, None)
+        from teleop.keyboard import EpisodeEvent
+
+        # rising edge of a label button / chord -> one event; a chord that fires swallows the
+        # single-button labels inside it ("LEFT+RIGHT" = success never also fires RIGHT = failure)
+        roles = sorted((r for r in LABEL_ROLES if getattr(self.cfg, r)), key=lambda r: -len(getattr(self.cfg, r).split("+")))
+        consumed: set[str] = set()
+        for role in roles:
+            spec = getattr(self.cfg, role)
+            parts = set(spec.split("+"))
+            held = parts <= pressed
+            if held and spec not in self._chords_held and not parts <= consumed:
+                self._label_events.append(EpisodeEvent(role[:-len("_button")]))
+                consumed |= parts
+            (self._chords_held.add if held else self._chords_held.discard)(spec)
+
+    def poll(self) -> list[Any]:
+        """Label events (``teleop.keyboard.EpisodeEvent``) from the label buttons since the last
+        poll, oldest first; the same interface as the keyboard's, so ``hilr actor`` reads both."""
+        with self._lock:
+            out, self._label_events = self._label_events, []
+        return out
 
     # -- public API ----------------------------------------------------------------------
     def reset(self) -> None:

@@ -27,11 +27,16 @@ def run_actor(cfg: dict, out_dir: Path) -> dict:
     from policies.base import load_base_policy
     from policies.encoders import obs_spec_from_space
     from robot_env.registry import config_from_dict
+    from teleop.episode_control import build_episode_control
 
     env = build_env(cfg)
     env, teleop = wrap_teleop(env, cfg)
-    sender = weights = None
+    sender = weights = keyboard = None
     try:
+        env, keyboard = build_episode_control(env, cfg, teleop)
+        if keyboard is not None:
+            keyboard.start()
+            log.info("operator keys: %s", "; ".join(keyboard.bindings.help_lines()))
         from learners.agent import resolve_device
 
         base = load_base_policy(cfg.get("base_policy"), device=resolve_device(str(cfg["learner"].get("device", "cpu"))),
@@ -61,6 +66,8 @@ def run_actor(cfg: dict, out_dir: Path) -> dict:
                 env.unwrapped.arm.stop()
             except Exception as exc:  # noqa: BLE001 - a dead arm must not hide the original error
                 log.warning("arm stop at shutdown failed: %s", exc)
+        if keyboard is not None:
+            keyboard.stop()  # restores the terminal
         if sender is not None:
             sender.close()
         if weights is not None:

@@ -26,7 +26,7 @@ def main(cfg) -> int:
     """Entry point of ``hilr train-reward``."""
     from learners.reward_training import RewardTrainConfig, train_reward_classifier
     from policies.reward import RewardClassifierConfig
-    from robot_env.dataset import load_frames
+    from robot_env.dataset import load_frames, read_meta
     from robot_env.registry import config_from_dict
 
     c = to_container(cfg)
@@ -34,7 +34,9 @@ def main(cfg) -> int:
     frames = load_frames(c["dataset"])
     model_cfg = config_from_dict(RewardClassifierConfig, c["model"])
     train_cfg = config_from_dict(RewardTrainConfig, {**c["train"], "seed": c["seed"]})
-    _, metrics = train_reward_classifier(frames, model_cfg, train_cfg, out, progress=c.get("progress", True))
+    crops = read_meta(c["dataset"]).get("crops") or {}  # the actor refuses an env that crops otherwise
+    _, metrics = train_reward_classifier(frames, model_cfg, train_cfg, out, progress=c.get("progress", True),
+                                         extra_meta={"crops": crops, "dataset": str(c["dataset"])})
     summary = {"checkpoint": str(out / "reward_classifier.safetensors"), "frames": metrics["frames"],
                "success_frames": metrics["success_frames"], "train": metrics["train"], "val": metrics["val"],
                "seconds": metrics["seconds"], "threshold": model_cfg.threshold}

@@ -323,15 +323,17 @@ class RosArm(Arm):
         self._require_connected()
         self._send_hold()
 
-    def move_home(self) -> None:
-        """Drive the TCP to ``home_pos``/``home_quat`` along a speed-limited straight line.
+    def move_home(self, pos: np.ndarray | None = None, quat: np.ndarray | None = None) -> None:
+        """Drive the TCP to ``home_pos``/``home_quat`` (or ``pos``/``quat``: a perturbed reset pose)
+        along a speed-limited straight line.
 
         Raises:
             DeviceError: e-stop active, or home not reached within ``home_timeout_s``.
         """
         cfg = self.cfg
         start = self.read_state()
-        home_pos, home_quat = np.asarray(cfg.home_pos), quat_normalize(np.asarray(cfg.home_quat))
+        home_pos = np.asarray(cfg.home_pos if pos is None else pos, dtype=np.float64)
+        home_quat = quat_normalize(np.asarray(cfg.home_quat if quat is None else quat, dtype=np.float64))
         duration = max(np.linalg.norm(home_pos - start.ee_pos) / cfg.max_linear_speed,
                        np.linalg.norm(quat_error_rotvec(home_quat, start.ee_quat)) / cfg.max_angular_speed, 0.1)
         t0, period = time.monotonic(), 0.02

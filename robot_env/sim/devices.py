@@ -75,11 +75,12 @@ class MujocoArm(Arm):
         self._require_connected()
         self.world.set_gripper(width)
 
-    def move_home(self) -> None:
-        """Drive the TCP to the task's home pose, stepping physics until it is reached."""
+    def move_home(self, pos: np.ndarray | None = None, quat: np.ndarray | None = None) -> None:
+        """Drive the TCP to the task's home pose (or ``pos``/``quat``), stepping physics until it is reached."""
         self._require_connected()
         tc = self.world.task_config
-        home_pos, home_quat = np.asarray(tc.home_pos), np.asarray(tc.home_quat)
+        home_pos = np.asarray(tc.home_pos if pos is None else pos, float)
+        home_quat = np.asarray(tc.home_quat if quat is None else quat, float)
         self.world.set_ee_target(home_pos, home_quat)
         deadline = self.world.time + self.config.home_timeout_s
         while np.linalg.norm(self.world.tcp_pos() - home_pos) > 0.005:

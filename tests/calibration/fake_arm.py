@@ -87,8 +87,8 @@ class KinematicArm(Arm):
     def command_gripper(self, width: float) -> None:
         pass
 
-    def move_home(self) -> None:
-        self.command_pose(self.cfg.home_pos, self.cfg.home_quat)
+    def move_home(self, pos=None, quat=None) -> None:
+        self.command_pose(self.cfg.home_pos if pos is None else pos, self.cfg.home_quat if quat is None else quat)
 
     def stop(self) -> None:
         pos, quat = self._now_pose()
