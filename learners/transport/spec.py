@@ -32,7 +32,8 @@ def transition_spec(obs_spec: Mapping[str, tuple[tuple[int, ...], str]],
         ``reward`` ``() float32``, ``terminated``/``truncated`` ``() bool``; optional
         ``intervened``/``success``/``episode_start`` ``() bool``, ``next_base_action`` and
         ``requested_action`` (what the policy or operator asked for, before the safety
-        clip) ``(A,) float32``. A new field the actor sends must be added here too.
+        clip) ``(A,) float32``, ``success_probability`` ``() float32`` (the reward classifier's,
+        for auditing its rewards). A new field the actor sends must be added here too.
     """
     obs = {k: (np.dtype(dt), tuple(int(s) for s in shape)) for k, (shape, dt) in obs_spec.items()}
     act = (np.float32, (int(action_dim),))
@@ -40,7 +41,7 @@ def transition_spec(obs_spec: Mapping[str, tuple[tuple[int, ...], str]],
     required = {"obs": obs, "next_obs": obs, "action": act, "base_action": act, "residual_action": act,
                 "reward": (np.float32, ()), "terminated": flag, "truncated": flag}
     optional = {"intervened": flag, "success": flag, "episode_start": flag, "next_base_action": act,
-                "requested_action": act}
+                "requested_action": act, "success_probability": (np.float32, ())}
     return array_spec(required), array_spec(optional)
 
 
