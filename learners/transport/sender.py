@@ -74,7 +74,8 @@ class TransitionSender(StartCloseContext):
         self.rejections = Rejections(f"transition sender {actor_id}", log)
         self.stream = 0
         self._seq = 0
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the queue to the I/O thread and the next seq
+        self._send_lock = threading.Lock()  # one send() at a time
         self._incoming: deque[tuple[Key, bytes]] = deque()
         self._full_error: str | None = None
         self._io_error: str | None = None
@@ -216,7 +217,10 @@ class TransitionSender(StartCloseContext):
                         f"transition sender {self.actor_id}: this transition does not match the spec the learner "
                         f"stated ({exc}); the learner would refuse it. Give the actor and the learner the same "
                         "observation and action config.") from None
-        with self._lock:
+        # Callers take turns (seq order = queue order), but the I/O thread's lock is held
+        # only to queue the frame, never during the encode: the copy of two images would
+        # otherwise stall the I/O thread for as long.
+        with self._send_lock:
             seq = self._seq
             fields = {"actor": self.actor_id, "stream": self.stream, "seq": seq,
                       "policy_version": int(policy_version), "sent_unix": time.time()}
@@ -225,12 +229,13 @@ class TransitionSender(StartCloseContext):
                 raise ValueError(f"transition of {len(data)} bytes > max_message_bytes {self.cfg.max_message_bytes}")
             if self._write_ahead:  # on disk (fsynced) before send() returns: a kill -9 loses nothing
                 self._outbox.write_ahead((self.stream, seq), data)
-            self._seq += 1
-            # Wake the I/O thread only when the queue was empty: it takes everything
-            # queued before it sees the queue empty again (a syscall saved per send()).
-            wake = not self._incoming
-            self._incoming.append(((self.stream, seq), data))
-            self._incoming_bytes += len(data)
+            with self._lock:
+                self._seq += 1
+                # Wake the I/O thread only when the queue was empty: it takes everything
+                # queued before it sees the queue empty again (a syscall saved per send()).
+                wake = not self._incoming
+                self._incoming.append(((self.stream, seq), data))
+                self._incoming_bytes += len(data)
         if wake:
             self._waker.wake()
         return seq
