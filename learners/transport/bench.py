@@ -223,6 +223,10 @@ def run(cfg: dict) -> dict:
     result["paced"] = bench_paced(transitions, paced_n, paced_hz) if paced_n > 0 else None
     for base in ("raw_dealer_router", "raw_push_pull"):
         result[f"ratio_vs_{base}"] = hilr["transitions_per_s"] / result[base]["transitions_per_s"]
+        # Each repeat runs hilr and raw back to back: the median of those paired ratios is
+        # less sensitive to a shared machine's load drifting between repeats.
+        result[f"paired_ratio_vs_{base}"] = statistics.median(
+            b["seconds"] / h["seconds"] for h, b in zip(runs["hilr"], runs[base]))
 
     print(f"\ntransport over tcp://127.0.0.1, {n} transitions x {repeats} repeats (median), "
           f"frame {len(frame) / 1e3:.1f} kB = 2 images {size}x{size}x3 uint8 + state/action/reward")
@@ -231,6 +235,8 @@ def run(cfg: dict) -> dict:
         r = result[name]
         print(f"{name:<22}{r['transitions_per_s']:>15.0f}{r['mb_per_s']:>10.1f}"
               f"{hilr['transitions_per_s'] / r['transitions_per_s']:>10.2f}")
+    print(f"hilr / raw DEALER->ROUTER: {result['ratio_vs_raw_dealer_router']:.2f} (medians), "
+          f"{result['paired_ratio_vs_raw_dealer_router']:.2f} (median of the {repeats} paired repeats)")
     print(f"hilr incl. final acks: {hilr['transitions_per_s_acked']:.0f} transitions/s; "
           f"send() p50 {hilr['send_p50_us']:.0f} us, p99 {hilr['send_p99_us']:.0f} us (saturated); "
           f"{hilr['transitions_per_message']:.1f} transitions per message (batched under load)")
