@@ -228,25 +228,58 @@ class StartCloseContext:
         self.close()  # type: ignore[attr-defined]
 
 
-class LearnerSocketOwner(StartCloseContext):
+class IOThreadOwner(StartCloseContext):
+    """An endpoint whose one socket is served by one background I/O thread (``self._run``,
+    looping until ``self._stop`` is set) and woken through a :class:`Waker`.
+
+    Starting and stopping that thread, and releasing socket, waker and zmq context, live
+    here once for every endpoint (sender, receiver, publisher, subscriber). Subclasses
+    create ``self._stop`` (a ``threading.Event``), ``self._ctx`` and ``self._sock``.
+    """
+
+    _thread: threading.Thread | None = None
+
+    def _start_io_thread(self, name: str) -> None:
+        """Make the waker and start ``self._run`` in a daemon thread (the end of ``start()``)."""
+        self._waker = Waker()
+        self._stop.clear()  # a closed endpoint may be started again
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)  # type: ignore[attr-defined]
+        self._thread.start()
+
+    def _stop_io_thread(self) -> bool:
+        """Stop and join the I/O thread. Returns False if it was not running (``close()``
+        before ``start()``, or twice): then there is nothing to release either."""
+        if self._thread is None:
+            return False
+        self._stop.set()
+        self._waker.wake()
+        self._thread.join()
+        self._thread = None
+        return True
+
+    def _release(self) -> None:
+        """Close socket and waker, then the context (call once the I/O thread has stopped)."""
+        self._sock.close(0)
+        self._waker.close()
+        self._term_context()
+
+    def _term_context(self) -> None:
+        self._ctx.term()
+
+
+class LearnerSocketOwner(IOThreadOwner):
     """Teardown shared by the learner-side endpoints (transition receiver, weight publisher).
 
     Each owns one bound socket served by one I/O thread, a :class:`Waker`, a CURVE
     authenticator and a zmq context, set by its ``start()``.
     """
 
-    _thread: threading.Thread | None = None
-
     def close(self) -> None:
         """Stop the I/O thread, then close socket, waker, authenticator and context at once
         (un-acknowledged transitions are re-sent by the actors). Safe before ``start()``."""
-        if self._thread is None:
-            return
-        self._stop.set()
-        self._waker.wake()
-        self._thread.join()
-        self._thread = None
-        self._sock.close(0)
-        self._waker.close()
-        self._auth.stop()
+        if self._stop_io_thread():
+            self._release()
+
+    def _term_context(self) -> None:
+        self._auth.stop()  # its ZAP socket lives in the context: stop it before term()
         self._ctx.term()

@@ -37,7 +37,7 @@ import zmq
 
 from learners.transport import wire
 from learners.transport.auth import ServerAuth
-from learners.transport.common import LearnerSocketOwner, Rejections, SeqSet, Waker, random_id, to_ranges
+from learners.transport.common import LearnerSocketOwner, Rejections, SeqSet, random_id, to_ranges
 from learners.transport.config import TransportConfig
 from learners.transport.spec import conform_floats, stated_spec
 
@@ -146,9 +146,7 @@ class TransitionReceiver(LearnerSocketOwner):
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.port = int(self.endpoint.rsplit(":", 1)[1])
         self._sock = sock
-        self._waker = Waker()
-        self._thread = threading.Thread(target=self._run, name="hilr-rx", daemon=True)
-        self._thread.start()
+        self._start_io_thread("hilr-rx")
         log.info("transition receiver listening on %s (curve %s)", self.endpoint,
                  "on" if self.cfg.curve.enabled else "off")
         return self

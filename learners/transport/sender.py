@@ -34,7 +34,7 @@ import zmq
 
 from learners.transport import wire
 from learners.transport.auth import apply_client
-from learners.transport.common import ReconnectTimer, Rejections, StartCloseContext, Waker, routing_id
+from learners.transport.common import IOThreadOwner, ReconnectTimer, Rejections, routing_id
 from learners.transport.config import TransportConfig
 from learners.transport.outbox import Key, Outbox, OutboxFull
 from learners.transport.spec import conform_floats, parse_stated_spec
@@ -42,7 +42,7 @@ from learners.transport.spec import conform_floats, parse_stated_spec
 log = logging.getLogger(__name__)
 
 
-class TransitionSender(StartCloseContext):
+class TransitionSender(IOThreadOwner):
     """Streams transitions from one actor to the learner, reliably and without blocking.
 
     Args:
@@ -110,14 +110,12 @@ class TransitionSender(StartCloseContext):
         except Exception:
             self._ctx.term()
             raise
-        self._waker = Waker()
         self._write_ahead = self.cfg.outbox_memory_messages == 0 and self._outbox.directory is not None
         self._unsent: deque[Key] = deque(self._outbox.keys())
         self._in_flight: OrderedDict[Key, float] = OrderedDict()
         self._requeued: set[Key] = set()
         self._held: set[Key] = set()  # received by the learner, awaiting its final ack
-        self._thread = threading.Thread(target=self._run, name=f"hilr-tx-{self.actor_id}", daemon=True)
-        self._thread.start()
+        self._start_io_thread(f"hilr-tx-{self.actor_id}")
         return self
 
     def _open_socket(self) -> zmq.Socket:
@@ -162,10 +160,7 @@ class TransitionSender(StartCloseContext):
             return
         if flush_timeout_s > 0:
             self.flush(flush_timeout_s)
-        self._stop.set()
-        self._waker.wake()
-        self._thread.join()
-        self._thread = None
+        self._stop_io_thread()
         self._drain_incoming()
         written = self._outbox.close()
         left = len(self._outbox) + len(self._incoming)
@@ -176,9 +171,7 @@ class TransitionSender(StartCloseContext):
             self._counts["dropped_at_close"] = left
             log.error("transition sender %s: closing drops %d transitions accepted by send() but not "
                       "acknowledged by the learner (no outbox_dir; flush() first or set one)", self.actor_id, left)
-        self._sock.close(0)
-        self._waker.close()
-        self._ctx.term()
+        self._release()
 
     # ------------------------------------------------------------------ caller API
     def send(self, transition: Mapping[str, Any], policy_version: int) -> int:

@@ -24,7 +24,7 @@ import zmq
 
 from learners.transport import wire
 from learners.transport.auth import apply_client
-from learners.transport.common import ReconnectTimer, Rejections, StartCloseContext, Waker
+from learners.transport.common import IOThreadOwner, ReconnectTimer, Rejections
 from learners.transport.config import TransportConfig
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class VersionJump(wire.WireError):
     reason = "version_jump"
 
 
-class WeightSubscriber(StartCloseContext):
+class WeightSubscriber(IOThreadOwner):
     """Actor side: returns the newest valid weights without ever blocking.
 
     The actor loop calls :meth:`poll_latest` between steps. A refused message is counted
@@ -91,24 +91,14 @@ class WeightSubscriber(StartCloseContext):
         except Exception:
             self._ctx.term()
             raise
-        self._waker = Waker()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="hilr-weights-sub", daemon=True)
-        self._thread.start()
+        self._start_io_thread("hilr-weights-sub")
         return self
 
     def close(self) -> None:
         """Stop the reader thread and close the socket."""
-        if self._thread is None:
-            return
-        self._stop.set()
-        self._waker.wake()
-        self._thread.join()
-        self._thread = None
-        self._sock.close(0)
-        self._sock = None
-        self._waker.close()
-        self._ctx.term()
+        if self._stop_io_thread():
+            self._release()
+            self._sock = None
 
     # ------------------------------------------------------------------ actor API
     def poll_latest(self) -> tuple[int, dict[str, np.ndarray]] | None:

@@ -21,7 +21,7 @@ import zmq
 
 from learners.transport import wire
 from learners.transport.auth import ServerAuth
-from learners.transport.common import LearnerSocketOwner, Rejections, Waker, random_id
+from learners.transport.common import LearnerSocketOwner, Rejections, random_id
 from learners.transport.config import TransportConfig
 from learners.transport.subscriber import VersionJump, WeightSubscriber  # the actor side, re-exported
 
@@ -79,9 +79,7 @@ class WeightPublisher(LearnerSocketOwner):
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.port = int(self.endpoint.rsplit(":", 1)[1])
         self._sock = sock
-        self._waker = Waker()
-        self._thread = threading.Thread(target=self._run, name="hilr-weights-pub", daemon=True)
-        self._thread.start()
+        self._start_io_thread("hilr-weights-pub")
         return self
 
     def publish(self, version: int, weights: Mapping[str, Any]) -> int:

@@ -22,7 +22,6 @@ See docs/sections/transport.md for the header fields of each message kind.
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Mapping, Set as AbstractSet
 from dataclasses import dataclass, field
