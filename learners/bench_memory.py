@@ -1,8 +1,9 @@
 """``hilr bench memory``: replay bytes per transition and the learner's resident memory.
 
 For each observation layout (``state``; ``two_cameras``: state + two uint8 cameras, 128×128
-by default; ``features``: state + two cached float32 feature vectors, the layout a
-frozen-backbone path would store) it reports:
+by default; ``features``: state + each camera's cached frozen-backbone feature map, float16
+``(512, 4, 4)`` by default: what :class:`learners.feature_cache.FeatureCache` stores for a
+ResNet-10 of width 64 on 128² images) it reports:
 
 - ``bytes_per_slot``: what one slot of :class:`learners.replay.ReplayBuffer` holds (every
   frame array plus the per-step data), from the arrays' own ``nbytes``;
@@ -40,7 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "image_fill": 5_000,  # transitions really stored for the camera layouts (then extrapolated)
     "image_size": 128,  # camera H = W
     "state_dim": 20,
-    "feature_dim": 512,  # per camera, cached features (ResNet-10's pooled 512)
+    "feature_shape": [512, 4, 4],  # per camera, cached float16 backbone features (ResNet-10, width 64, 128 px)
     "episode_length": 100,  # steps per segment
     "batch_size": 256,
     "max_gib": 6.0,  # refuse a fill whose replay arrays would exceed this
@@ -67,8 +68,8 @@ def layout_spec(layout: str, o: dict[str, Any]) -> dict[str, tuple[tuple[int, ..
         s = int(o["image_size"])
         spec.update({"front": ((s, s, 3), "uint8"), "wrist": ((s, s, 3), "uint8")})
     elif layout == "features":
-        f = int(o["feature_dim"])
-        spec.update({"front_features": ((f,), "float32"), "wrist_features": ((f,), "float32")})
+        f = tuple(int(d) for d in o["feature_shape"])
+        spec.update({"front": (f, "float16"), "wrist": (f, "float16")})
     elif layout != "state":
         raise ValueError(f"unknown layout {layout!r}: state | two_cameras | features")
     return spec
@@ -118,7 +119,7 @@ def measure_layout(layout: str, o: dict[str, Any]) -> dict[str, Any]:
     rss1 = rss_bytes()
     frames_written = buf.size  # slots holding a frame
     batch = buf.sample(int(o["batch_size"]))
-    image_keys = [k for k, (shape, _) in spec.items() if len(shape) == 3]  # (H, W, 3) cameras
+    image_keys = [k for k, (shape, dt) in spec.items() if len(shape) == 3 and dt == "uint8"]  # (H, W, 3) cameras
     images_uint8 = all(buf.frames[k].dtype == np.uint8 and batch["obs"][k].dtype == np.uint8 for k in image_keys)
     batch_bytes = sum(batch[p][k].nbytes for p in ("obs", "next_obs") for k in batch["obs"])
     float_copy = sum(batch[p][k].size * 4 for p in ("obs", "next_obs") for k in image_keys)

@@ -242,6 +242,9 @@ class ImageEncoder(nn.Module):
             fh, fw = self.backbone(torch.zeros(1, c, h, w)).shape[-2:]
         self.backbone.train()
         ch = self.backbone.out_channels
+        self.feature_shape = (int(ch), int(fh), int(fw))  # backbone output per image (C, h, w)
+        # DrQ's pixel shift at feature-map scale, for cached features (0 when a cell is too coarse)
+        self.feature_shift = int(round(cfg.augment_pad * fh / h))
         if cfg.pooling == "spatial_embedding":
             self.pool: nn.Module = SpatialEmbedding(ch, fh, fw, cfg.num_spatial_features)
             pooled = self.pool.out_dim
@@ -261,12 +264,39 @@ class ImageEncoder(nn.Module):
             self.backbone.eval()
         return self
 
-    def forward(self, images: torch.Tensor, augment: bool = False) -> torch.Tensor:
-        """``(B, H, W, 3)`` uint8 (or float in [0, 255]) -> ``(B, latent_dim)`` features."""
+    def _preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, H, W, 3)`` uint8 -> ``(B, 3, S, S)`` float in [0, 1], resized to ``image_size``."""
         # one float copy of the batch, scaled in place (copy=True: a float input is never modified)
         x = images.permute(0, 3, 1, 2).to(torch.float32, copy=True).div_(255.0)
         if self.cfg.image_size and x.shape[-1] != self.cfg.image_size:
             x = F.interpolate(x, size=(self.cfg.image_size,) * 2, mode="bilinear", align_corners=False)
+        return x
+
+    @torch.no_grad()
+    def backbone_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Frozen-backbone features to cache in replay: ``(B, H, W, 3)`` uint8 -> ``(B, C, h, w)``
+        float16 (:attr:`feature_shape`), computed once per frame instead of once per sampled batch.
+
+        Raises:
+            RuntimeError: the backbone is trained (its features would go stale).
+        """
+        if not self.cfg.freeze_backbone:
+            raise RuntimeError("cached backbone features need encoder.freeze_backbone=true")
+        return self.backbone(self._preprocess(images)).to(torch.float16)
+
+    def forward(self, images: torch.Tensor, augment: bool = False) -> torch.Tensor:
+        """``(B, H, W, 3)`` uint8 (or float in [0, 255]) -> ``(B, latent_dim)`` features.
+
+        A float16 ``(B, C, h, w)`` input is taken as cached :meth:`backbone_features` (frozen
+        backbone only): the backbone is skipped and augmentation shifts the feature map by up
+        to :attr:`feature_shift` cells (DrQ's pixel shift at feature scale).
+        """
+        if images.dtype == torch.float16:
+            if not self.cfg.freeze_backbone:
+                raise RuntimeError("cached backbone features need encoder.freeze_backbone=true")
+            feat = images.float()
+            return self.head(self.pool(random_shift(feat, self.feature_shift) if augment else feat))
+        x = self._preprocess(images)
         if augment:
             x = random_shift(x, self.cfg.augment_pad)
         if self.cfg.freeze_backbone:
@@ -333,6 +363,25 @@ class ObservationEncoder(nn.Module):
     def encoder_for(self, key: str) -> ImageEncoder:
         """The image encoder used for camera ``key``."""
         return self.encoders["shared" if self.cfg.shared_across_cameras else key]
+
+    def cached_spec(self) -> ObsSpec:
+        """The replay layout with each camera replaced by its cached backbone features
+        (``(C, h, w)`` float16): see :meth:`ImageEncoder.backbone_features`."""
+        return {k: ((self.encoder_for(k).feature_shape, "float16") if k in self.image_keys else v)
+                for k, v in self.spec.items()}
+
+    @torch.no_grad()
+    def featurize(self, obs: Mapping[str, np.ndarray], batch: int = 64) -> dict[str, np.ndarray]:
+        """Numpy obs with a leading batch dim -> the same with every camera's images replaced by
+        their frozen-backbone features (float16), computed ``batch`` frames at a time."""
+        out = dict(obs)
+        device = next(self.parameters()).device
+        for k in self.image_keys:
+            enc, frames = self.encoder_for(k), np.asarray(obs[k])
+            out[k] = np.concatenate([
+                enc.backbone_features(torch.as_tensor(frames[i:i + batch], device=device)).cpu().numpy()
+                for i in range(0, len(frames), batch)]) if len(frames) else np.zeros((0, *enc.feature_shape), np.float16)
+        return out
 
     def forward(self, obs: Mapping[str, torch.Tensor], augment: bool = False) -> torch.Tensor:
         """Batched obs dict (``state`` ``(B, D)`` float, images ``(B, H, W, 3)`` uint8) -> ``(B, out_dim)``."""

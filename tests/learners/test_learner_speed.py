@@ -131,6 +131,8 @@ def test_bench_learner_reports_gflops_against_the_same_run_matmul():
     assert result["state"]["flops_per_update"]["source"] == "analytic"
     cams = result["two_cameras"]["flops_per_update"]  # convolutions counted, the MLP part analytic
     assert cams["per_update"] > cams["mlp_analytic"]["per_update"] and 0 < cams["encoder_share"] < 1
+    cached = result["two_cameras"]["cached_features"]  # frozen backbone, features in replay
+    assert cached["updates"] == 2 and cached["over_trainable"] > 0 and cached["state_over_cached"] > 0
     prof = result["state"]["batched"]["profile"]
     assert 0 < prof["matmul_share"] < 1 and prof["top_ops_ms_per_update"]
 
@@ -138,18 +140,18 @@ def test_bench_learner_reports_gflops_against_the_same_run_matmul():
 def test_bench_memory_is_registered_and_reports_bytes_per_transition(capsys):
     module, func = BENCHMARKS["memory"].split(":")
     assert getattr(importlib.import_module(module), func) is bench_memory.run
-    o = {"transitions": 1000, "image_fill": 200, "image_size": 16, "feature_dim": 8, "episode_length": 50,
+    o = {"transitions": 1000, "image_fill": 200, "image_size": 16, "feature_shape": [8, 2, 2], "episode_length": 50,
          "batch_size": 4}
     result = bench_memory.run({"memory_bench": o})
     state, cams, feats = result["state"], result["two_cameras"], result["features"]
     data = 4 * 7 * 4 + 4 + 4 + 8  # 4 action arrays of 7 float32, reward, 4 bool flags, segment int64
     assert state["bytes_per_slot"] == {"frames": 20 * 4, "data": data, "total": 80 + data}
     assert cams["bytes_per_slot"]["frames"] == 80 + 2 * 16 * 16 * 3
-    assert feats["bytes_per_slot"]["frames"] == 80 + 2 * 8 * 4
+    assert feats["bytes_per_slot"]["frames"] == 80 + 2 * 8 * 2 * 2 * 2  # float16 maps
     for r in (state, cams, feats):
         assert r["bytes_per_transition"] == pytest.approx(r["bytes_per_slot"]["total"] * 51 / 50)
         assert r["frame_copies_per_transition"] == pytest.approx(51 / 50)  # frames stored once
-    assert cams["images_uint8"] is True and state["images_uint8"] is None
+    assert cams["images_uint8"] is True and state["images_uint8"] is None and feats["images_uint8"] is None
     assert cams["batch"]["encoder_float32_copy_bytes"] == 4 * cams["batch"]["obs_and_next_obs_bytes"] - 4 * 2 * 4 * 80
     assert state["filled_transitions"] == 1000 and state["at_target"]["how"] == "measured"
     assert cams["filled_transitions"] == 200 and cams["at_target"]["how"].startswith("extrapolated")
@@ -169,3 +171,56 @@ def test_image_encoder_makes_one_float_copy_and_never_modifies_its_input():
     assert torch.equal(enc(as_float), out) and torch.equal(as_float, kept)  # float input untouched
     ref = enc.head(enc.pool(enc.backbone(images.permute(0, 3, 1, 2).float() / 255.0)))  # the former scaling
     assert torch.equal(out, ref)
+
+
+CAM_SPEC = {"state": ((5,), "float32"), "front": ((24, 24, 3), "uint8"), "wrist": ((24, 24, 3), "uint8")}
+FROZEN = {"backbone": "small_conv", "channels": 4, "latent_dim": 8, "freeze_backbone": True}
+
+
+def _episode_stream(n: int, rng: np.random.Generator):
+    frames = [{k: (rng.integers(0, 256, s, dtype=np.uint8) if dt == "uint8" else rng.normal(size=s).astype(np.float32))
+               for k, (s, dt) in CAM_SPEC.items()} for _ in range(n + 1)]
+    for t in range(n):
+        yield {"obs": frames[t], "next_obs": frames[t + 1], "action": np.zeros(7, np.float32),
+               "base_action": np.zeros(7, np.float32), "reward": float(t == n - 1), "terminated": t == n - 1,
+               "truncated": False}
+
+
+def test_cached_backbone_features_give_the_image_path_features():
+    agent = Agent(CAM_SPEC, AgentConfig(encoder=FROZEN, **TINY))
+    enc = agent.encoder.encoders["front"]
+    images = torch.randint(0, 256, (3, 24, 24, 3), dtype=torch.uint8)
+    cached = enc.backbone_features(images)
+    assert cached.dtype == torch.float16 and tuple(cached.shape[1:]) == enc.feature_shape
+    torch.testing.assert_close(enc(cached), enc(images), atol=2e-3, rtol=0)  # float16 storage only
+    trainable = Agent(CAM_SPEC, AgentConfig(encoder={**FROZEN, "freeze_backbone": False}, **TINY))
+    with pytest.raises(RuntimeError, match="freeze_backbone"):
+        trainable.encoder.encoders["front"](cached)
+
+
+def test_feature_cache_runs_the_backbone_once_per_frame_and_the_learner_trains_on_features():
+    from learners.feature_cache import FeatureCache
+    from learners.replay import ReplayBuffer
+
+    agent = Agent(CAM_SPEC, AgentConfig(encoder=FROZEN, **TINY))
+    cache = FeatureCache(agent.encoder)
+    spec = cache.replay_spec()
+    assert spec["front"] == (agent.encoder.encoders["front"].feature_shape, "float16") and spec["state"] == CAM_SPEC["state"]
+    buf, rng = ReplayBuffer(spec, 200, n_step=3), np.random.default_rng(0)
+    for episode in range(3):
+        for tr in _episode_stream(20, rng):
+            buf.add(cache.transition(tr))
+    assert cache.backbone_frames == 3 * 21  # T + 1 frames per T-step episode, each featurized once
+    before = [p.detach().clone() for p in agent.critic.parameters()]
+    for _ in range(4):
+        agent.update(buf.sample(8))
+    assert any(not torch.equal(a, p) for a, p in zip(before, agent.critic.parameters()))
+    agent.act({k: v for k, v in next(_episode_stream(1, rng))["obs"].items()})  # the actor still acts on images
+    episode = {"obs/front": rng.integers(0, 256, (5, 24, 24, 3), dtype=np.uint8),
+               "obs/wrist": rng.integers(0, 256, (5, 24, 24, 3), dtype=np.uint8),
+               "obs/state": rng.normal(size=(5, 5)).astype(np.float32)}  # a recorded 4-step episode
+    featurized = cache.episode(episode)
+    assert featurized["obs/front"].shape == (5, *agent.encoder.encoders["front"].feature_shape)
+    assert featurized["obs/front"].dtype == np.float16 and featurized["obs/state"] is episode["obs/state"]
+    with pytest.raises(ValueError, match="freeze_backbone"):
+        FeatureCache(Agent(CAM_SPEC, AgentConfig(encoder={**FROZEN, "freeze_backbone": False}, **TINY)).encoder)
