@@ -92,6 +92,7 @@ class AgentConfig:
     gate_kappa: float = 1.0
     gate_heads: int = 0
     metrics_every: int = 1
+    cache_features: bool = False
     compile: bool = False
     compile_backend: str = "inductor"
 
@@ -120,6 +121,8 @@ class AgentConfig:
             raise ValueError("need 0 <= gate_heads <= num_critics (0 = all heads)")
         if self.metrics_every < 1:
             raise ValueError("metrics_every must be >= 1")
+        if self.cache_features and not self.encoder.freeze_backbone:
+            raise ValueError("cache_features needs encoder.freeze_backbone=true (a trained backbone's features go stale)")
         self.device = resolve_device(self.device)
 
     @classmethod

@@ -77,8 +77,9 @@ def _fill(spec: dict, n: int, seed: int, cache: FeatureCache | None = None) -> M
     """Online + demo buffers of ``n`` synthetic transitions each; with ``cache`` the cameras are
     stored as frozen-backbone features (the same frames, featurized once each)."""
     rng = np.random.default_rng(seed)
-    buffer_spec = cache.replay_spec() if cache is not None else spec
-    bufs = [ReplayBuffer(buffer_spec, n + 64, n_step=3, gamma=0.99, seed=seed + i) for i in range(2)]
+    buffer_spec, transform = (cache.replay_spec(), cache.frame) if cache is not None else (spec, None)
+    bufs = [ReplayBuffer(buffer_spec, n + 64, n_step=3, gamma=0.99, seed=seed + i, frame_transform=transform)
+            for i in range(2)]
 
     def obs() -> dict[str, np.ndarray]:
         return {k: (rng.integers(0, 256, s, dtype=np.uint8) if dt == "uint8" else rng.normal(size=s).astype(np.float32))
@@ -88,10 +89,9 @@ def _fill(spec: dict, n: int, seed: int, cache: FeatureCache | None = None) -> M
         o = obs()
         for t in range(n):
             o2 = obs()
-            tr = {"obs": o, "next_obs": o2, "action": rng.uniform(-1, 1, 7).astype(np.float32),
-                  "base_action": rng.uniform(-1, 1, 7).astype(np.float32), "reward": float(rng.random() < 0.1),
-                  "terminated": False, "truncated": t % 100 == 99}
-            buf.add(cache.transition(tr) if cache is not None else tr)
+            buf.add({"obs": o, "next_obs": o2, "action": rng.uniform(-1, 1, 7).astype(np.float32),
+                     "base_action": rng.uniform(-1, 1, 7).astype(np.float32), "reward": float(rng.random() < 0.1),
+                     "terminated": False, "truncated": t % 100 == 99})
             o = o2 if t % 100 != 99 else obs()
     return MixedReplay(bufs[0], bufs[1], np.full(7, 0.1, np.float32))
 

@@ -217,6 +217,8 @@ class LearnerLoop:
         receiver_state, episodes = state["receiver"], list(state["episodes"])
         online = ReplayBuffer.load(path / "online.npz")
         demo = ReplayBuffer.load(path / "demo.npz")
+        # a frame transform (cached backbone features) is code, not data: keep the running one
+        online.frame_transform, demo.frame_transform = self.replay.online.frame_transform, self.replay.demo.frame_transform
         self.agent.load(path / "agent.safetensors")
         self.replay.online, self.replay.demo = online, demo
         self.env_steps, self.version = env_steps, version

@@ -69,15 +69,20 @@ class ReplayBuffer:
         n_step: n of the n-step return.
         gamma: discount per step.
         seed: sampling RNG seed.
+        frame_transform: applied to each frame's observation dict once, when the frame is
+            stored (e.g. :meth:`learners.feature_cache.FeatureCache.frame`: camera images ->
+            frozen-backbone features); ``spec`` is then the transformed layout. Not saved with
+            the buffer: whoever loads one sets it again.
     """
 
     def __init__(self, spec: ObsSpec, capacity: int, action_dim: int = 7, n_step: int = 1,
-                 gamma: float = 0.99, seed: int = 0) -> None:
+                 gamma: float = 0.99, seed: int = 0, frame_transform: Any = None) -> None:
         if capacity < 2:
             raise ValueError("capacity must be >= 2")
         self.spec, self.capacity, self.action_dim = dict(spec), int(capacity), action_dim
         self.n_step, self.gamma = int(n_step), float(gamma)
         self.rng = np.random.default_rng(seed)
+        self.frame_transform = frame_transform
         self._lock = threading.Lock()
         c = self.capacity
         self.frames = {k: np.zeros((c, *shape), dtype=np.dtype(dt)) for k, (shape, dt) in self.spec.items()}
@@ -104,6 +109,8 @@ class ReplayBuffer:
         return int(self.data["valid"][: self.size].sum())
 
     def _write_frame(self, slot: int, obs: Mapping[str, Any], base_action: Any) -> None:
+        if self.frame_transform is not None:  # once per stored frame (a continuing step reuses its slot)
+            obs = self.frame_transform(obs)
         for k, arr in self.frames.items():
             if k not in obs:
                 raise KeyError(f"observation lacks key {k!r} (has {sorted(obs)})")

@@ -57,7 +57,13 @@ def run_learner(cfg: dict, out_dir: Path) -> dict:
             extra["action_dim"] = int(space["shape"][0])
     acfg = agent_config(cfg["learner"], device=device, **extra)
     agent = Agent(spec, acfg)
-    if agent.encoder.image_keys and agent.device.type == "cpu":
+    cache = None
+    if acfg.cache_features:  # the frozen backbone runs once per stored frame; replay holds its features
+        from learners.feature_cache import FeatureCache
+
+        cache = FeatureCache(agent.encoder)
+    replay_spec = cache.replay_spec() if cache is not None else spec
+    if agent.encoder.image_keys and agent.device.type == "cpu" and cache is None:
         log.warning("image learner on CPU: each update encodes every camera image of the batch (about 1 update/s "
                     "for two 64x64 cameras on one core, `hilr bench learner`), so weights reach the actor minutes "
                     "apart; learn on a GPU box (learner.device=auto there) or lower learner.encoder.image_size")
@@ -71,9 +77,11 @@ def run_learner(cfg: dict, out_dir: Path) -> dict:
             folder = first_verified_checkpoint(ckpt_dir)  # the one rank 0 resumes from
             if folder is not None:
                 agent.load(folder / "agent.safetensors")
-        n = distributed.ShardedUpdater(agent, template_batch(spec, acfg)).follow()
+        n = distributed.ShardedUpdater(agent, template_batch(replay_spec, acfg)).follow()
         return {"rank": distributed.rank(), "updates": n}
-    replay = build_replay(spec, acfg)
+    replay = build_replay(replay_spec, acfg)
+    if cache is not None:
+        replay.online.frame_transform = replay.demo.frame_transform = cache.frame
     # acks wait for checkpoints: a killed learner loses nothing (the actors re-send)
     tcfg = transport_config(cfg["transport"], ack_policy="commit")
     # every transition is checked against this layout at the socket: a misconfigured actor
@@ -101,7 +109,7 @@ def run_learner(cfg: dict, out_dir: Path) -> dict:
             n = load_demo_buffer(replay, cfg.get("demos"), acfg.scale_array(), cfg.get("max_demo_episodes"), base)
             log.info("fresh start: %d demo transitions from %s", n, cfg.get("demos"))
         if distributed.world_size() > 1:  # after resume: every rank starts from the same weights
-            loop.updater = distributed.ShardedUpdater(agent, template_batch(spec, acfg))
+            loop.updater = distributed.ShardedUpdater(agent, template_batch(replay_spec, acfg))
         receiver.start()
         publisher.start()
         log.info("learner listening on ports %s (transitions) / %s (weights)", receiver.port, publisher.port)

@@ -202,25 +202,52 @@ def test_feature_cache_runs_the_backbone_once_per_frame_and_the_learner_trains_o
     from learners.feature_cache import FeatureCache
     from learners.replay import ReplayBuffer
 
-    agent = Agent(CAM_SPEC, AgentConfig(encoder=FROZEN, **TINY))
+    agent = Agent(CAM_SPEC, AgentConfig(encoder=FROZEN, cache_features=True, **TINY))
     cache = FeatureCache(agent.encoder)
     spec = cache.replay_spec()
     assert spec["front"] == (agent.encoder.encoders["front"].feature_shape, "float16") and spec["state"] == CAM_SPEC["state"]
-    buf, rng = ReplayBuffer(spec, 200, n_step=3), np.random.default_rng(0)
-    for episode in range(3):
-        for tr in _episode_stream(20, rng):
-            buf.add(cache.transition(tr))
+    buf, rng = ReplayBuffer(spec, 200, n_step=3, frame_transform=cache.frame), np.random.default_rng(0)
+    for _ in range(3):
+        for tr in _episode_stream(20, rng):  # images in, as the actors send them
+            buf.add(tr)
     assert cache.backbone_frames == 3 * 21  # T + 1 frames per T-step episode, each featurized once
+    assert buf.frames["front"].dtype == np.float16
+    episode = {"obs/front": rng.integers(0, 256, (5, 24, 24, 3), dtype=np.uint8),
+               "obs/wrist": rng.integers(0, 256, (5, 24, 24, 3), dtype=np.uint8),
+               "obs/state": rng.normal(size=(5, 5)).astype(np.float32), "action": np.zeros((4, 7), np.float32),
+               "reward": np.zeros(4, np.float32), "terminated": np.zeros(4, bool), "truncated": np.zeros(4, bool)}
+    buf.add_episode(episode)  # recorded demos go through the same transform
+    assert cache.backbone_frames == 3 * 21 + 5
     before = [p.detach().clone() for p in agent.critic.parameters()]
     for _ in range(4):
         agent.update(buf.sample(8))
     assert any(not torch.equal(a, p) for a, p in zip(before, agent.critic.parameters()))
-    agent.act({k: v for k, v in next(_episode_stream(1, rng))["obs"].items()})  # the actor still acts on images
-    episode = {"obs/front": rng.integers(0, 256, (5, 24, 24, 3), dtype=np.uint8),
-               "obs/wrist": rng.integers(0, 256, (5, 24, 24, 3), dtype=np.uint8),
-               "obs/state": rng.normal(size=(5, 5)).astype(np.float32)}  # a recorded 4-step episode
-    featurized = cache.episode(episode)
-    assert featurized["obs/front"].shape == (5, *agent.encoder.encoders["front"].feature_shape)
-    assert featurized["obs/front"].dtype == np.float16 and featurized["obs/state"] is episode["obs/state"]
+    agent.act(next(_episode_stream(1, rng))["obs"])  # the actor still acts on images
     with pytest.raises(ValueError, match="freeze_backbone"):
         FeatureCache(Agent(CAM_SPEC, AgentConfig(encoder={**FROZEN, "freeze_backbone": False}, **TINY)).encoder)
+    with pytest.raises(ValueError, match="freeze_backbone"):
+        AgentConfig(cache_features=True)
+
+
+def test_a_resumed_learner_keeps_caching_features(tmp_path):
+    from learners.builders import build_replay
+    from learners.feature_cache import FeatureCache
+    from learners.learner_loop import LearnerLoop, LearnerLoopConfig
+    from learners.transport import TransitionReceiver
+    from tests.learners.transport_helpers import fast_cfg
+
+    acfg = AgentConfig(encoder=FROZEN, cache_features=True, buffer_capacity=100, demo_capacity=50, **TINY)
+    agent = Agent(CAM_SPEC, acfg)
+    cache = FeatureCache(agent.encoder)
+    replay = build_replay(cache.replay_spec(), acfg)
+    replay.online.frame_transform = replay.demo.frame_transform = cache.frame
+    loop = LearnerLoop(agent, replay, TransitionReceiver(fast_cfg()), None, LearnerLoopConfig(), tmp_path)
+    rng = np.random.default_rng(1)
+    for tr in _episode_stream(6, rng):
+        loop.replay.add(tr)
+    loop.save_checkpoint()
+    assert loop.resume()
+    assert loop.replay.online.frame_transform == cache.frame and loop.replay.demo.frame_transform == cache.frame
+    for tr in _episode_stream(3, rng):
+        loop.replay.add(tr)  # images again after the resume: featurized, not refused
+    assert len(loop.replay.online) == 9 and loop.replay.online.frames["front"].dtype == np.float16
