@@ -58,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "compile": False,  # also time the torch.compile'd agent (learner.compile=true)
     "profile": False,  # torch.profiler over the timed state updates: top operators, matmul share
     "cached_features": True,  # cameras: also a frozen backbone with its features cached in replay
+    "cached_encoder": {},  # encoder overrides of that variant, e.g. {backbone: resnet10, channels: 64}
 }
 
 ROUND = 10  # timed updates per round (even: critic-only and actor updates alternate)
@@ -179,20 +180,21 @@ def _flops(agent: Agent, replay: MixedReplay, kind: str, o: dict[str, Any]) -> d
 
 
 def _agent_config(o: dict[str, Any], device: str, seed: int, compile_: bool = False,
-                  freeze_backbone: bool = False) -> AgentConfig:
+                  freeze_backbone: bool = False, encoder: dict[str, Any] | None = None) -> AgentConfig:
     return AgentConfig(algo=o["algo"], num_critics=int(o["num_critics"]), critic_hidden=tuple(o["critic_hidden"]),
                        actor_hidden=tuple(o["actor_hidden"]), batch_size=int(o["batch_size"]),
                        critic_warmup_updates=0, actor_delay=2, device=device, seed=seed,
                        metrics_every=10**9, compile=compile_,  # metrics read once: no sync per update
+                       cache_features=freeze_backbone,
                        encoder={"backbone": o["backbone"], "latent_dim": 64, "channels": 32,
-                                "freeze_backbone": freeze_backbone})
+                                "freeze_backbone": freeze_backbone, **(encoder or {})})
 
 
 def _cached_features(spec: dict, o: dict[str, Any], device: str, seed: int,
                      trainable: dict[str, Any]) -> dict[str, Any]:
     """Frozen backbone, features cached in replay (:class:`learners.feature_cache.FeatureCache`):
     updates/s against the trainable encoder's, and the one-off backbone cost per stored frame."""
-    agent = Agent(spec, _agent_config(o, device, seed, freeze_backbone=True))
+    agent = Agent(spec, _agent_config(o, device, seed, freeze_backbone=True, encoder=dict(o["cached_encoder"])))
     cache = FeatureCache(agent.encoder)
     t0 = time.perf_counter()
     replay = _fill(spec, 600, seed, cache)
@@ -200,6 +202,8 @@ def _cached_features(spec: dict, o: dict[str, Any], device: str, seed: int,
     flops = {"per_update": count_update_flops(agent, replay, int(o["batch_size"]))}
     out = _time_updates(agent, replay, o, flops)
     out.update(flops_per_update=flops["per_update"], backbone_frames=cache.backbone_frames,
+               encoder={"backbone": agent.cfg.encoder.backbone, "channels": agent.cfg.encoder.channels,
+                        "feature_shape": list(agent.encoder.encoders[cache.keys[0]].feature_shape)},
                fill_ms_per_transition=1000 * fill_s / 1200,  # 2 buffers x 600, backbone included
                over_trainable=out["updates_per_s"] / trainable["updates_per_s"])
     return out
