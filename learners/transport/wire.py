@@ -48,6 +48,8 @@ ALLOWED_DTYPES = frozenset(
 )
 
 _DTYPES = {name: np.dtype(name) for name in ALLOWED_DTYPES}  # parsed once, not per array
+_WIRE_DTYPE = {dtype: name for name, dtype in _DTYPES.items()}  # numpy dtype -> wire string
+_ZEROS = bytes(ALIGN)  # padding
 _U64_MAX = 2**64 - 1
 
 
@@ -180,13 +182,13 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
     """Flatten nested dicts of arrays to ``{"a/b": array}``; keys may not contain ``/``."""
     out: dict[str, np.ndarray] = {}
     for key, value in tree.items():
-        if not isinstance(key, str) or not key or "/" in key:
+        if type(key) is not str or not key or "/" in key:
             raise ValueError(f"array names must be non-empty strings without '/': {key!r}")
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, name + "/"))
+        # an ndarray is a leaf: the type test spares the (slow) Mapping ABC check per array
+        if type(value) is not np.ndarray and isinstance(value, Mapping):
+            out.update(flatten(value, prefix + key + "/"))
         else:
-            out[name] = value
+            out[prefix + key] = value
     return out
 
 
@@ -206,16 +208,19 @@ def unflatten(flat: Mapping[str, np.ndarray]) -> dict[str, Any]:
     return out
 
 
-def _as_wire_array(name: str, value: Any) -> np.ndarray:
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "biuf" or arr.dtype.str not in ALLOWED_DTYPES:
+def _as_wire_array(name: str, value: Any) -> tuple[np.ndarray, str]:
+    """``value`` as a C-contiguous little-endian array, and its wire dtype string."""
+    arr = value if type(value) is np.ndarray else np.asarray(value)
+    dtype = _WIRE_DTYPE.get(arr.dtype)
+    if dtype is None:
         if arr.dtype.kind in "iuf" and arr.dtype.byteorder == ">":
             arr = arr.astype(arr.dtype.newbyteorder("<"))
+            dtype = arr.dtype.str
         else:
             raise TypeError(f"array {name!r}: dtype {arr.dtype} cannot travel (numbers and bool only)")
     if arr.ndim > MAX_NDIM:
         raise ValueError(f"array {name!r}: {arr.ndim} dims > {MAX_NDIM}")
-    return arr if arr.flags.c_contiguous else arr.copy(order="C")  # ascontiguousarray makes 0-d 1-d
+    return (arr if arr.flags.c_contiguous else arr.copy(order="C")), dtype  # ascontiguousarray makes 0-d 1-d
 
 
 def encode(kind: str, fields: Mapping[str, Any], arrays: Mapping[str, Any] | None = None) -> bytes:
@@ -238,11 +243,11 @@ def encode(kind: str, fields: Mapping[str, Any], arrays: Mapping[str, Any] | Non
         raise ValueError(f"{len(flat)} arrays > {MAX_ARRAYS}")
     specs, chunks, offset = [], [], 0
     for name, value in flat.items():
-        arr = _as_wire_array(name, value)
-        start = _align(offset)
+        arr, dtype = _as_wire_array(name, value)
+        start = (offset + ALIGN - 1) // ALIGN * ALIGN
         if start > offset:
-            chunks.append(bytes(start - offset))
-        specs.append({"name": name, "dtype": arr.dtype.str, "shape": list(arr.shape),
+            chunks.append(_ZEROS[:start - offset])
+        specs.append({"name": name, "dtype": dtype, "shape": list(arr.shape),
                       "offset": start, "nbytes": arr.nbytes})
         chunks.append(arr.reshape(-1).view(np.uint8).data)
         offset = start + arr.nbytes
