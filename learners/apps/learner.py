@@ -66,7 +66,9 @@ def run_learner(cfg: dict, out_dir: Path) -> dict:
     if agent.encoder.image_keys and agent.device.type == "cpu" and cache is None:
         log.warning("image learner on CPU: each update encodes every camera image of the batch (about 1 update/s "
                     "for two 64x64 cameras on one core, `hilr bench learner`), so weights reach the actor minutes "
-                    "apart; learn on a GPU box (learner.device=auto there) or lower learner.encoder.image_size")
+                    "apart; learn on a GPU box (learner.device=auto there), lower learner.encoder.image_size, or "
+                    "freeze the backbone and cache its features (learner.encoder.freeze_backbone=true "
+                    "learner.cache_features=true)")
     if distributed.world_size() > 1 and not cfg.get("checkpoint_dir"):
         raise ValueError("a data-parallel learner (torchrun) needs an explicit checkpoint_dir shared by its ranks")
     ckpt_dir = Path(cfg.get("checkpoint_dir") or out_dir / "checkpoints")
