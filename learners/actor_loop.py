@@ -112,10 +112,9 @@ def reward_audit(eps: list[dict[str, Any]]) -> dict[str, Any]:
     sources: dict[str, int] = {}
     for e in eps:
         sources[e.get("reward_source", "none")] = sources.get(e.get("reward_source", "none"), 0) + 1
-    if set(sources) <= {"none", "robot"}:
-        return out
-    out["reward_sources"] = sources
-    out["disagreements"] = int(sum(bool(e.get("disagreement")) for e in eps))
+    if not set(sources) <= {"none", "robot"}:
+        out["reward_sources"] = sources
+        out["disagreements"] = int(sum(bool(e.get("disagreement")) for e in eps))
     audited = [e for e in eps if any(k in e for k in ("audit_tp", "audit_fp", "audit_fn", "audit_tn"))]
     if audited:
         c = {k: int(sum(e.get(k, 0) for e in audited)) for k in ("audit_tp", "audit_fp", "audit_fn", "audit_tn")}

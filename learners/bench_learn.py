@@ -43,7 +43,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -326,8 +326,13 @@ def evaluate_paired(env: Any, act: Any, study: StudyConfig, reset: Any) -> dict[
 
 def run_method(name: str, variant: str, study: StudyConfig, seed: int, base: Any,
                demos: list[dict[str, np.ndarray]], base_eval: dict[str, Any],
-               files: Mapping[str, dict] | None = None, probes: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train one method on one seed; returns its curve (with per-episode outcomes), counters and diagnostics."""
+               files: Mapping[str, dict] | None = None, probes: dict[str, Any] | None = None,
+               train_env: Callable[[], Any] | None = None) -> dict[str, Any]:
+    """Train one method on one seed; returns its curve (with per-episode outcomes), counters and diagnostics.
+
+    ``train_env`` builds the env it practises in (default: the variant's, like the evaluation
+    env); ``hilr bench reward`` passes one whose reward comes from the image classifier, while
+    the evaluation keeps the sim's ground truth."""
     from learners.agent import Agent
     from learners.bench_learn_diag import critic_prefers_oracle
     from learners.builders import agent_config, build_replay
@@ -341,7 +346,7 @@ def run_method(name: str, variant: str, study: StudyConfig, seed: int, base: Any
                 "seconds": 0.0, "updates": 0}
     _, _, with_operator = METHOD_SPECS[name]
     task = variant.partition("/")[0]
-    env = make_variant_env(variant, study.image_size, study.gym_env)
+    env = train_env() if train_env is not None else make_variant_env(variant, study.image_size, study.gym_env)
     eval_env = make_variant_env(variant, study.image_size, study.gym_env)
     try:
         spec = obs_spec_from_space(env.observation_space)

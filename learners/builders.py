@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 
 ENV_KEYS = ("robot", "camera", "task", "control", "safety", "time_limit", "privileged_state", "crops_file", "env",
-            "reward")
+            "reward", "obs_keys")
 
 
 def env_config(cfg: Mapping[str, Any]) -> dict[str, Any]:

@@ -320,6 +320,21 @@ class EpisodeWriter:
         self.next_episode += 1
         return path
 
+    def add_frames(self, obs: list[Mapping[str, np.ndarray]], labels: list[bool]) -> Path:
+        """Write extra labelled frames as their own attempt (no episode file): e.g. frames held in
+        the success state after a successful episode, as hil-serl's success recording collects
+        them (``obs`` and ``labels`` of the same length)."""
+        if not obs or len(obs) != len(labels):
+            raise DatasetError(f"add_frames needs as many labels as frames, got {len(obs)} and {len(labels)}")
+        frames = {f"obs/{k}": np.stack([np.asarray(o[k]) for o in obs]) for k in obs[0]}
+        frames["label"] = np.asarray(labels, dtype=bool)
+        frames["step"] = np.arange(len(obs), dtype=np.int64)
+        frames["attempt"] = np.asarray(self.next_attempt, dtype=np.int64)
+        path = self.root / "frames" / f"frames_{self.next_attempt:06d}.npz"
+        save_npz_atomic(path, frames)
+        self.next_attempt += 1
+        return path
+
     @staticmethod
     def _arrays(steps: list[dict[str, Any]], obs: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         ep: dict[str, np.ndarray] = {f"obs/{k}": np.stack([o[k] for o in obs]) for k in obs[0]}

@@ -33,6 +33,8 @@
   ``{"type": "classifier", "checkpoint": ...}``: the trained image classifier
   (``policies.reward_source``), with the robot's own success only audited. A classifier
   trained on other cameras, image sizes or crops is refused here.
+* ``obs_keys`` (optional): the observation keys the policy gets (default: all). A camera left
+  out still feeds the reward classifier, which runs inside the env.
 * ``env`` (optional): ``{"type": "gym", "id": ..., ...}`` builds any registered gymnasium env
   through ``robot_env.gym_env.GymAdapter`` instead (the keys above are then unused);
   absent or ``{"type": "sim"}``: the robot/camera/task env above.
@@ -52,7 +54,7 @@ from robot_env.env import ControlConfig, RobotEnv
 from robot_env.hardware import ARMS, CAMERAS
 from robot_env.registry import config_from_dict
 from robot_env.task import SUCCESS_SOURCE_MODULES, SUCCESS_SOURCES, NoSuccess, SuccessSource, TaskConfig
-from robot_env.wrappers import PrivilegedState, RejectNonFiniteAction, SafetyClip
+from robot_env.wrappers import PrivilegedState, RejectNonFiniteAction, SafetyClip, SelectObservation
 
 log = logging.getLogger(__name__)
 _SAFETY_KEYS = ("workspace_low", "workspace_high", "max_angle_from_home",
@@ -246,4 +248,6 @@ def make_env(cfg: Mapping[str, Any] | None = None, *, success: SuccessSource | N
         env = gym.wrappers.TimeLimit(env, max_episode_steps=task.episode_steps)
     if cfg.get("privileged_state"):  # raises clearly when the robot reports no task_state (real robots)
         env = PrivilegedState(env)
+    if cfg.get("obs_keys"):  # e.g. [state]: cameras only for the reward classifier, not the policy
+        env = SelectObservation(env, list(cfg["obs_keys"]))
     return env

@@ -170,3 +170,28 @@ class PrivilegedState(gym.Wrapper):
         """Step and augment the observation."""
         obs, reward, terminated, truncated, info = self.env.step(action)
         return self._augment(obs, info), reward, terminated, truncated, info
+
+
+class SelectObservation(gym.ObservationWrapper):
+    """Keep only ``keys`` of the observation dict (the policy's inputs).
+
+    hil-serl's ``classifier_keys`` vs ``image_keys``: a camera can feed the reward classifier
+    (which runs inside the env, on the full observation) without being a policy input, e.g. a
+    state-based policy whose reward comes from an image classifier.
+
+    Raises:
+        ValueError: a key the env does not have.
+    """
+
+    def __init__(self, env: gym.Env, keys: list[str] | tuple[str, ...]) -> None:
+        super().__init__(env)
+        spaces = env.observation_space.spaces
+        missing = sorted(set(keys) - set(spaces))
+        if missing:
+            raise ValueError(f"obs_keys {missing} are not observations of this env (it has {sorted(spaces)})")
+        self.keys = tuple(keys)
+        self.observation_space = gym.spaces.Dict({k: spaces[k] for k in self.keys})
+
+    def observation(self, observation: dict[str, Any]) -> dict[str, Any]:
+        """The selected keys."""
+        return {k: observation[k] for k in self.keys}

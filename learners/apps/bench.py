@@ -16,6 +16,7 @@ BENCHMARKS = {
     "learner": "learners.bench_learner:run",
     "memory": "learners.bench_memory:run",
     "learn": "learners.bench_learn:run",
+    "reward": "learners.bench_reward:run",
     "actor": "learners.bench_actor:run",
 }
 
