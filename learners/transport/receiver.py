@@ -3,6 +3,9 @@
 A background I/O thread reads the socket, validates every frame (anything invalid is
 counted in :attr:`TransitionReceiver.rejections` with a logged reason, and the loop goes
 on), answers pings, de-duplicates by ``(actor, stream, seq)`` and queues new transitions.
+A message may carry a batch of up to :data:`wire.MAX_BATCH` transition frames (the limit
+stated in every pong), each handled as if it came alone. The learner is woken once per
+read pass, and acks go out once per pass, as seq ranges per stream.
 The learner takes them with :meth:`TransitionReceiver.poll`. No exception raised by one
 message ever leaves the receive loop: it is counted (reason ``internal``) and the loop
 moves on.

@@ -12,6 +12,11 @@ timeout re-sends but keep it) and ``final=True`` (delivered/committed: forget it
 final ack with ``rejected`` means the learner refused the transition (another layout,
 NaN): it is dropped, counted and its reason logged loudly the first time.
 
+Under load (several transitions waiting) the I/O thread sends up to ``cfg.max_batch`` of
+them as one multipart ZMQ message, one outbox frame per part, handed to libzmq without a
+copy; the learner states in its pongs how many it accepts (none stated: one per message).
+Each frame keeps its own ``(stream, seq)`` and is acknowledged, re-sent or refused alone.
+
 The socket carries an unguessable routing id of this actor (kept in ``outbox_dir``), so
 only this actor owns its streams at the learner. When nothing valid arrives from the
 learner for ``reconnect_after_s`` (libzmq never reconnects after a protocol error such as
