@@ -92,6 +92,7 @@ class ClassifierSuccess(SuccessSource):
         self._p = float("nan")
         self._truth: bool | None = None
         self._latency_ms = 0.0
+        self._at_reset = False
 
     @property
     def camera_keys(self) -> list[str]:
@@ -132,6 +133,7 @@ class ClassifierSuccess(SuccessSource):
     def reset(self) -> None:
         """New episode: forget the run of positive frames; reset the robot's own source (sim scene)."""
         self._run, self._p, self._truth = 0, float("nan"), None
+        self._at_reset = True  # the reset observation is scored but never counts towards success
         if self.privileged is not None:
             self.privileged.reset()
 
@@ -140,7 +142,8 @@ class ClassifierSuccess(SuccessSource):
         t0 = time.perf_counter()
         self._p = self.model.success_probability(obs)
         self._latency_ms = (time.perf_counter() - t0) * 1e3
-        self._run = self._run + 1 if self._p > self.threshold else 0
+        at_reset, self._at_reset = self._at_reset, False
+        self._run = self._run + 1 if self._p > self.threshold and not at_reset else 0
         if self.cfg.audit and self.privileged is not None:
             self._truth = bool(self.privileged.success(obs))
         return self._run >= self.cfg.consecutive

@@ -176,10 +176,26 @@ class RobotEnv(gym.Env):
             self._stale.wait_fresh(self.arm.move_home, "moving home")  # DataLossError: robot gone
         self.success_source.reset()
         self._step_index, self._overruns, self._stale_steps = 0, 0, 0
+        if self.world is None:  # a frame taken before the scene was reset must not open the episode
+            self._wait_for_frames_after(time.monotonic())
         (obs, _, _, task_state), held_s = self._stale.wait_fresh(self._read, "observing after reset")
         self._t_start = time.monotonic()
         info = self._info(task_state, success=False, lateness=0.0, held_s=held_s)
         return obs, info
+
+    def _wait_for_frames_after(self, t: float) -> None:
+        """Wait until every camera has a frame that arrived after ``t`` (the end of the reset), so
+        that neither the policy nor a reward classifier sees the scene as it was before.
+
+        Raises:
+            StaleDataError: a camera sent nothing new within ``stale.max_consecutive_s`` (>= 1 s).
+        """
+        deadline = t + max(1.0, float(self.control.stale.max_consecutive_s))
+        for name, cam in self.cameras.items():
+            while cam.read().stamp <= t:
+                if time.monotonic() > deadline:
+                    raise StaleDataError(f"camera {name!r} sent no frame in {deadline - t:.1f} s after the reset")
+                time.sleep(0.005)
 
     def reset_pose(self) -> tuple[np.ndarray, np.ndarray]:
         """A randomised reset pose: ``task.home_pos`` + uniform ``reset_pos_noise`` and a yaw of

@@ -38,11 +38,11 @@ def test_positive_classifier_ends_the_episode_after_consecutive_frames(tmp_path)
     env = sim_env({"type": "classifier", "checkpoint": str(classifier_file(tmp_path, 6.0)), "consecutive": 3})
     try:
         env.reset(seed=0)
-        got = [env.step(np.zeros(7, np.float32)) for _ in range(2)]  # + the reset frame = 3 frames
+        got = [env.step(np.zeros(7, np.float32)) for _ in range(3)]  # the reset frame never counts
         rewards = [g[1] for g in got]
         terminated = [g[2] for g in got]
         info = got[-1][4]
-        assert rewards == [0.0, 1.0] and terminated == [False, True]
+        assert rewards == [0.0, 0.0, 1.0] and terminated == [False, False, True]
         assert info["reward_source"] == "classifier" and info["success_probability"] > 0.99
         assert info["classifier_success"] and info["classifier_latency_ms"] > 0
         # the sim's own success is audited beside it, never used: the arm did not move to the target

@@ -115,12 +115,12 @@ def test_operator_label_overrides_the_classifier_and_the_disagreement_is_counted
 
     env = make_env({"task": {"name": "reach", "image_size": [32, 32]}, "camera": {"front": {"type": "mujoco"}},
                     "reward": {"type": "classifier", "checkpoint": str(classifier_file(tmp_path, 6.0)),
-                               "consecutive": 3}})
+                               "consecutive": 2}})
     kb = KeyboardControl()
     try:
         wrapped = EpisodeControl(env, [kb])
         wrapped.reset(seed=0)
-        _, _, _, _, info = wrapped.step(ZERO)  # 2 positive frames: not yet a success
+        _, _, _, _, info = wrapped.step(ZERO)  # 1 positive frame (the reset frame never counts): not yet
         assert info["reward_source"] == "classifier" and not info["success"]
         kb.feed_char("f")
         _, reward, terminated, _, info = wrapped.step(ZERO)  # the classifier says success, the operator no
