@@ -8,6 +8,10 @@ equally, on real observations of the sim (two 128x128 MuJoCo cameras + proprio):
 * ``base_residual``: the same base plus the residual actor and its image encoder
   (``launch/config/learner/residual_td3_cpu.yaml``) through ``Agent.act`` in ``residual`` mode.
 
+* ``reward_classifier``: the image success classifier (``reward=classifier``; the shipped
+  ``hilr train-reward`` architecture on both cameras) scoring the same observation, the extra
+  work a real-robot actor does per step.
+
 The base runs a network forward pass on every call (its chunk queue is cleared first), the
 worst case; ``chunked_*`` entries give the latency with the configured receding-chunk
 execution. The ratio ``base_residual / base`` is the cost of the residual on the actor.
@@ -65,6 +69,7 @@ def run(cfg: dict) -> dict:
     from learners.builders import agent_config
     from policies.bc import BCBasePolicy, BCConfig, BCPolicy
     from policies.encoders import obs_spec_from_example
+    from policies.reward import RewardClassifier, RewardClassifierConfig
 
     opts = {k: v for k, v in dict(cfg.get("actor") or {}).items() if v is not None}
     steps, warmup = int(opts.get("steps", 300)), int(opts.get("warmup", 20))
@@ -77,7 +82,10 @@ def run(cfg: dict) -> dict:
     learner = _yaml("learner/residual_td3_cpu.yaml")
     only_base = Agent(spec, agent_config(learner, mode="bc"), base)
     with_residual = Agent(spec, agent_config(learner, mode="residual"), base)
-    results: dict[str, list[float]] = {"base": [], "base_residual": [], "chunked_base": [], "chunked_base_residual": []}
+    clf_cfg = {k: v for k, v in _yaml("train_reward.yaml")["model"].items()}
+    classifier = RewardClassifier(spec, RewardClassifierConfig(**clf_cfg)).eval()
+    results: dict[str, list[float]] = {"base": [], "base_residual": [], "chunked_base": [], "chunked_base_residual": [],
+                                       "reward_classifier": []}
     agents = {"base": only_base, "base_residual": with_residual}
     for i in range(warmup + steps):
         obs = observations[i % len(observations)]
@@ -88,6 +96,10 @@ def run(cfg: dict) -> dict:
             dt = (time.perf_counter() - t0) * 1e3
             if i >= warmup:
                 results[name].append(dt)
+        t0 = time.perf_counter()
+        classifier.success_probability(obs)
+        if i >= warmup:
+            results["reward_classifier"].append((time.perf_counter() - t0) * 1e3)
     for name, agent in agents.items():  # configured chunk execution: the base infers every execute_steps
         base.reset()
         for i in range(warmup + steps):
@@ -99,4 +111,5 @@ def run(cfg: dict) -> dict:
     b, r = out["base"], out["base_residual"]
     return {"benchmark": "actor", "threads": threads, "image_size": size, "cameras": 2, **out,
             "ratio_p50": round(r["p50_ms"] / b["p50_ms"], 3), "ratio_p99": round(r["p99_ms"] / b["p99_ms"], 3),
-            "residual_extra_p50_ms": round(r["p50_ms"] - b["p50_ms"], 3)}
+            "residual_extra_p50_ms": round(r["p50_ms"] - b["p50_ms"], 3),
+            "classifier_share_of_period_p99": round(out["reward_classifier"]["p99_ms"] / 100.0, 4)}  # of 100 ms at 10 Hz

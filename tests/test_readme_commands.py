@@ -84,27 +84,48 @@ COMMANDS: tuple[Entry, ...] = (
           readme_says=r"`make demo` runs `hilr demo` \(about \d+ min", dry_run_contains="hilr demo"),
     Entry(r"make test\b", skip="the whole test suite, this module included", readme_says="the whole test suite",
           dry_run_contains="pytest"),
-    Entry(r"hilr calibrate intrinsics\b", makes=("calibration_files/intrinsics_*.yaml",)),
+    Entry(r"hilr calibrate intrinsics$", makes=("calibration_files/intrinsics_*.yaml",)),
     # 3 episodes: `hilr show data/demos 2` below needs an episode 2
-    Entry(r"hilr record\b", budget=("episodes=3", "progress=false"),
+    Entry(r"hilr record episodes=20 dataset=data/demos\b", budget=("episodes=3", "progress=false"),
           makes=("data/demos/meta.json", "data/demos/episodes/episode_000002.npz")),
-    Entry(r"hilr train-bc\b", budget=("train.steps=20", "eval.episodes=1", "threads=1", "progress=false"),
+    Entry(r"hilr train-bc dataset=data/demos\b", budget=("train.steps=20", "eval.episodes=1", "threads=1",
+                                                          "progress=false"),
           makes=("runs/train_bc/latest/bc_best.safetensors",)),
     # learning_starts below the actor's steps: real updates and weight versions within the budget;
     # the learner stops as documented (idle exit after the actor's last transition), 5 s not 5 min
-    Entry(r"hilr learner\b", budget=("learner.batch_size=32", f"loop.learning_starts={ACTOR_STEPS - 30}",
+    Entry(r"hilr learner demos=data/demos\b", budget=("learner.batch_size=32", f"loop.learning_starts={ACTOR_STEPS - 30}",
                                      "loop.publish_every=5", "loop.checkpoint_every_s=2", "loop.idle_exit_s=5",
                                      "torch_threads=1", *PORTS), role="learner"),
     # paced like `hilr demo`'s actor: a free-running state sim would end its 100 steps before the
     # learner's first weights could arrive (published every weights_republish_s = 1 s)
-    Entry(r"hilr actor\b", budget=(f"actor.total_steps={ACTOR_STEPS}", "actor.max_steps_per_s=25", "progress=false",
+    Entry(r"hilr actor base_policy=", budget=(f"actor.total_steps={ACTOR_STEPS}", "actor.max_steps_per_s=25", "progress=false",
                                    "flush_timeout_s=60", *PORTS), role="actor", pair_check=True),
-    Entry(r"hilr eval\b", budget=("episodes=1", "progress=false"), makes=("runs/eval/latest/eval_summary.json",)),
+    Entry(r"hilr eval base_policy=", budget=("episodes=1", "progress=false"),
+          makes=("runs/eval/latest/eval_summary.json",)),
     Entry(r"hilr show \S+ \d+ format=mp4\b", makes=("runs/show/latest/episode_000002.mp4",)),
     Entry(r"hilr show \S+$", makes=("runs/show/latest/episode_000000.png",)),
     Entry(r"hilr dataset summary\b"),
     Entry(r"hilr dataset export\b", makes=("data/demos_lerobot/meta/info.json",)),
     Entry(r"hilr dataset import\b", makes=("data/demos_back/meta.json", "data/demos_back/episodes/episode_000002.npz")),
+    # "A first session on a real robot": each line once as written (one-line hardware error), then
+    # its sim twin with the sim cameras: image BC, the image classifier, an image learner and actor
+    Entry(r"hilr calibrate intrinsics camera=realsense", makes=("calibration_files/intrinsics_*.yaml",)),
+    Entry(r"hilr record robot=ros_franka", budget=("episodes=3", "progress=false"),
+          makes=("data/real_demos/meta.json", "data/real_demos/frames/frames_000002.npz")),
+    Entry(r"hilr train-bc dataset=data/real_demos", budget=("train.steps=10", "eval.episodes=1", "threads=1",
+                                                           "progress=false"),
+          makes=("runs/train_bc/latest/bc_best.safetensors",)),
+    Entry(r"hilr train-reward\b", budget=("train.steps=10", "train.batch_size=16", "progress=false"),
+          makes=("runs/train_reward/latest/reward_classifier.safetensors",)),
+    Entry(r"hilr learner demos=data/real_demos", budget=("learner.batch_size=16", f"loop.learning_starts={ACTOR_STEPS - 30}",
+                                                         "loop.publish_every=5", "loop.checkpoint_every_s=2",
+                                                         "loop.idle_exit_s=5", "torch_threads=1", *PORTS),
+          role="learner"),
+    Entry(r"hilr actor robot=ros_franka", budget=(f"actor.total_steps={ACTOR_STEPS}", "actor.max_steps_per_s=25",
+                                                  "progress=false", "flush_timeout_s=60", *PORTS),
+          role="actor", makes=("runs/actor/latest/actor_summary.json",)),
+    Entry(r"hilr eval robot=ros_franka", budget=("episodes=1", "progress=false"),
+          makes=("runs/eval/latest/eval_summary.json",)),
 )
 
 # <placeholder> -> what the commands before it made, relative to the working directory
