@@ -92,6 +92,9 @@ class ReplayBuffer:
             "requested_action": np.zeros((c, action_dim), np.float32),  # what the policy/operator asked for
             "residual_action": np.zeros((c, action_dim), np.float32),
             "reward": np.zeros(c, np.float32),
+            # the reward classifier's probability for this step (NaN: the reward did not come from one),
+            # kept so that its false positives can be audited in a saved buffer
+            "success_probability": np.full(c, np.nan, np.float32),
             "terminated": np.zeros(c, bool),
             "truncated": np.zeros(c, bool),
             "intervened": np.zeros(c, bool),
@@ -158,6 +161,7 @@ class ReplayBuffer:
             d["action"][cur] = action
             d["requested_action"][cur] = np.asarray(tr.get("requested_action", action), np.float32)
             d["residual_action"][cur] = np.asarray(tr.get("residual_action", np.zeros(self.action_dim)), np.float32)
+            d["success_probability"][cur] = np.float32(tr.get("success_probability", np.nan))
             d["reward"][cur] = float(tr["reward"])
             d["terminated"][cur] = bool(tr["terminated"])
             d["truncated"][cur] = bool(tr["truncated"])

@@ -134,3 +134,13 @@ def test_relabel_base_actions_runs_base_from_reset():
     out = relabel_base_actions(ep, Counter())
     assert out["base_action"].shape == (3, 7) and np.allclose(out["base_action"][:, 0], [1, 3, 5])
     assert "base_action" not in ep
+
+
+def test_classifier_probability_is_stored_and_survives_a_save(tmp_path):
+    buf = ReplayBuffer(SPEC, 16, n_step=1, gamma=0.97, seed=0)
+    _add_episode(buf, 0, [0.0, 1.0], terminated_last=True, success_probability=np.float32(0.9))
+    _add_episode(buf, 10, [0.0, 0.0], truncated_last=True)  # a reward that came from no classifier
+    stored = buf.data["success_probability"]
+    assert np.allclose(stored[[0, 1]], 0.9) and np.isnan(stored[[3, 4]]).all()
+    back = ReplayBuffer.load(buf.save(tmp_path / "b.npz"))
+    assert back.data["success_probability"].tobytes() == stored.tobytes()
