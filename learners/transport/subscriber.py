@@ -4,14 +4,19 @@ the newest valid weights, and reopens the socket when the learner goes silent.
 Every message is validated before it can reach the actor: one frame (multipart is
 refused), the wire format, the expected names/dtypes/shapes (:meth:`WeightSubscriber.expect`),
 finite values, every ``|w| <= cfg.weights_max_abs``, and a version above the last one
-accepted from the same learner instance (and not absurdly above it). The socket does not
-use ``ZMQ_CONFLATE``: libzmq can abort the process on a multipart message into a
+accepted from the same learner instance (and not absurdly above it). A message whose
+``model`` document (the learner's network settings) differs from the one the actor expects
+skips only the names/dtypes/shapes check: the actor decides whether to build that model
+(:mod:`learners.agent_model`), then loads the weights with every shape checked.
+
+The socket does not use ``ZMQ_CONFLATE``: libzmq can abort the process on a multipart message into a
 conflating socket, so the reader thread conflates instead (it drains the socket and keeps
 the newest), which also keeps memory to one message whatever the actor does.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -60,6 +65,8 @@ class WeightSubscriber(IOThreadOwner):
                  expected: Mapping[str, Any] | None = None) -> None:
         self.cfg = cfg
         self.expected = wire.array_spec(expected) if expected is not None else None
+        self.expected_model: dict[str, Any] | None = None
+        self.model: dict[str, Any] | None = None  # the model document of the weights poll_latest returned last
         self.port = cfg.weights_port if port is None else port
         self.version: int | None = None
         self.received = 0
@@ -70,15 +77,24 @@ class WeightSubscriber(IOThreadOwner):
         self.rejections = Rejections("weight subscriber", log)
         self._sock: zmq.Socket | None = None
         self._versions: OrderedDict[int, int] = OrderedDict()  # learner instance -> last accepted version
-        self._newest: tuple[int, int, dict[str, np.ndarray], Any] | None = None  # version, learner, arrays, spec
+        # version, learner, arrays, spec, model
+        self._newest: tuple[int, int, dict[str, np.ndarray], Any, Any] | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def expect(self, weights: Mapping[str, Any]) -> None:
+    def expect(self, weights: Mapping[str, Any], model: Mapping[str, Any] | None = None) -> None:
         """Refuse weights whose names, dtypes or shapes differ from ``weights`` (e.g. the
-        actor's own ``agent.trainable_state()``) from now on."""
+        actor's own ``agent.trainable_state()``) from now on.
+
+        Args:
+            weights: the layout to expect.
+            model: the actor's own model document (:func:`learners.agent_model.model_doc`):
+                weights stating another model pass through without the layout check, for
+                the actor to adopt or refuse. None: every message gets the layout check.
+        """
         self.expected = wire.array_spec(weights)
+        self.expected_model = None if model is None else json.loads(json.dumps(model))
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> WeightSubscriber:
@@ -107,7 +123,8 @@ class WeightSubscriber(IOThreadOwner):
         Returns:
             ``(version, {name: array})`` (arrays read-only) when a version newer than the
             last one accepted from that learner instance arrived; None otherwise. A
-            restarted learner (new instance id) starts its own version sequence.
+            restarted learner (new instance id) starts its own version sequence. Its model
+            document (None when the learner sent none) is then :attr:`model`.
         """
         if self._thread is None:
             raise RuntimeError("call start() before poll_latest()")
@@ -115,8 +132,9 @@ class WeightSubscriber(IOThreadOwner):
             newest, self._newest = self._newest, None
         if newest is None:
             return None
-        version, learner, arrays, spec = newest
-        if self.expected is not None and spec is not self.expected:  # expect() came after it was read
+        version, learner, arrays, spec, model = newest
+        if self.expected is not None and spec is not self.expected and self._layout_checked(model):
+            # expect() came after it was read
             try:
                 wire.check_arrays(arrays, self.expected, finite=False)
             except wire.WireError as exc:
@@ -125,7 +143,7 @@ class WeightSubscriber(IOThreadOwner):
         if learner != self.learner_id and self.learner_id is not None:
             log.warning("weight subscriber: weights from another learner instance (restarted?): version %d after %s",
                         version, self.version)
-        self.version, self.learner_id = version, learner
+        self.version, self.learner_id, self.model = version, learner, model
         self.received += 1
         return version, arrays
 
@@ -153,22 +171,44 @@ class WeightSubscriber(IOThreadOwner):
             raise
         return sock
 
-    def _check(self, frames: list) -> wire.Message:
+    def _layout_checked(self, model: dict[str, Any] | None) -> bool:
+        """Whether weights stating ``model`` get the names/dtypes/shapes check: not when they
+        state another model than the actor's (it adopts or refuses them itself)."""
+        return model is None or self.expected_model is None or model == self.expected_model
+
+    @staticmethod
+    def _model(fields: Mapping[str, Any]) -> dict[str, Any] | None:
+        text = fields.get("model")
+        if text is None:
+            return None
+        if not isinstance(text, str) or len(text) > wire.MAX_MODEL_BYTES:
+            raise wire.SchemaError(f"weights field 'model' must be JSON text of <= {wire.MAX_MODEL_BYTES} bytes")
+        try:
+            model = json.loads(text)
+        except ValueError as exc:
+            raise wire.SchemaError(f"weights field 'model' is not JSON: {exc}") from None
+        if not isinstance(model, dict):
+            raise wire.SchemaError("weights field 'model' is not a JSON object")
+        return model
+
+    def _check(self, frames: list) -> tuple[wire.Message, dict[str, Any] | None]:
         if len(frames) != 1:
             raise wire.SchemaError(f"{len(frames)} frames, expected 1")
         msg = wire.decode(frames[0].buffer, self.cfg.max_message_bytes, expect={"weights"})
-        wire.check_arrays(msg.arrays, self.expected, max_abs=self.cfg.weights_max_abs)
+        model = self._model(msg.fields)
+        spec = self.expected if self._layout_checked(model) else None
+        wire.check_arrays(msg.arrays, spec, max_abs=self.cfg.weights_max_abs)
         version, last = msg.fields["version"], self._versions.get(msg.fields["learner"])
         if version >= self.MAX_VERSION:
             raise VersionJump(f"version {version} >= {self.MAX_VERSION}: no learner gets there")
         if last is not None and version > last + self.MAX_VERSION_JUMP:
             raise VersionJump(f"version {version} jumps from {last} (> {self.MAX_VERSION_JUMP})")
-        return msg
+        return msg, model
 
     def _take(self, frames: list) -> None:
         spec = self.expected
         try:
-            msg = self._check(frames)
+            msg, model = self._check(frames)
         except wire.WireError as exc:
             self.rejections.from_error(exc)
             return
@@ -183,7 +223,7 @@ class WeightSubscriber(IOThreadOwner):
         while len(self._versions) > self.MAX_LEARNERS:
             self._versions.popitem(last=False)
         with self._lock:
-            self._newest = (version, learner, msg.arrays, spec)
+            self._newest = (version, learner, msg.arrays, spec, model)
 
     def _run(self) -> None:
         reconnect = ReconnectTimer(self.cfg.reconnect_after_s)

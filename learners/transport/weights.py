@@ -10,6 +10,7 @@ actor that starts (or reconnects) late gets them without waiting for the next up
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -82,23 +83,32 @@ class WeightPublisher(LearnerSocketOwner):
         self._start_io_thread("hilr-weights-pub")
         return self
 
-    def publish(self, version: int, weights: Mapping[str, Any]) -> int:
+    def publish(self, version: int, weights: Mapping[str, Any], model: Mapping[str, Any] | None = None) -> int:
         """Publish ``weights`` as ``version`` (copied now; returns the frame size in bytes).
 
         Args:
             version: strictly greater than the previous published version.
             weights: parameter name -> array (e.g. the residual actor's trainable
                 ``state_dict`` as numpy).
+            model: optional JSON-ready settings that shape ``weights`` (the learner's
+                :func:`learners.agent_model.model_doc`), sent as the header's ``model`` text
+                so an actor with another config can build the same networks.
 
         Raises:
-            ValueError: a non-increasing version or a frame over ``max_message_bytes``.
+            ValueError: a non-increasing version, a model document over
+                ``wire.MAX_MODEL_BYTES`` or a frame over ``max_message_bytes``.
         """
         if self._thread is None:
             raise RuntimeError("call start() before publish()")
         version = int(version)
         if self.version is not None and version <= self.version:
             raise ValueError(f"weights version {version} is not above the last published {self.version}")
-        data = wire.encode("weights", {"version": version, "learner": self.instance_id}, weights)
+        fields: dict[str, Any] = {"version": version, "learner": self.instance_id}
+        if model is not None:
+            fields["model"] = json.dumps(model, sort_keys=True, separators=(",", ":"))
+            if len(fields["model"]) > wire.MAX_MODEL_BYTES:
+                raise ValueError(f"model document of {len(fields['model'])} bytes > {wire.MAX_MODEL_BYTES}")
+        data = wire.encode("weights", fields, weights)
         if len(data) > self.cfg.max_message_bytes:
             raise ValueError(f"weights frame of {len(data)} bytes > max_message_bytes {self.cfg.max_message_bytes}")
         with self._lock:

@@ -40,6 +40,7 @@ MAX_ARRAYS = 512
 MAX_NDIM = 8
 MAX_NAME_LEN = 200
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+MAX_MODEL_BYTES = 16 * 1024  # a weights message's optional ``model`` JSON text (a real one is ~700 bytes)
 MAX_BATCH = 64  # transition frames in one ZMQ message, at most (the learner states it in pongs)
 
 # The only dtypes that travel: fixed-size little-endian numbers and bool.

@@ -117,3 +117,28 @@ def test_only_trainable_weights_travel_and_load_back_exactly():
     assert not unexpected and sorted(missing) == ["encoder.bias", "encoder.weight"]
     for (n, p), (_, q) in zip(model["residual"].named_parameters(), clone["residual"].named_parameters()):
         assert torch.equal(p, q), n
+
+
+def test_weights_stating_another_model_skip_only_the_layout_check():
+    mine = {"format": "hilr-model", "version": 1, "actor_hidden": [64, 32]}
+    other = {**mine, "actor_hidden": [128, 32]}
+    wide = {"residual.fc1.weight": np.ones((128, 32), np.float32)}
+    cfg = fast_cfg(weights_republish_s=0.05)
+    with WeightPublisher(cfg) as pub, WeightSubscriber(cfg, port=pub.port) as sub:
+        sub.expect(_weights(0), model=mine)
+        pub.publish(1, wide)  # no model stated: the layout check refuses it
+        assert wait_for(lambda: sub.rejections.counts().get("spec_mismatch", 0) > 0)
+        pub.publish(2, wide, model=mine)  # claims the actor's own model: still checked
+        assert wait_for(lambda: sub.rejections.counts().get("spec_mismatch", 0) > 1)
+        assert sub.poll_latest() is None
+        pub.publish(3, wide, model=other)  # another model: the actor decides
+        got = _poll_until(sub)
+        assert got and got[0][0] == 3 and got[0][1]["residual.fc1.weight"].shape == (128, 32)
+        assert sub.model == other
+        pub.publish(4, {"residual.fc1.weight": np.full((128, 32), np.nan, np.float32)}, model=other)
+        assert wait_for(lambda: sub.rejections.counts().get("non_finite", 0) > 0)  # still finite-checked
+        pub.publish(5, {"residual.fc1.weight": np.full((128, 32), 1e6, np.float32)}, model=other)
+        time.sleep(0.2)
+        assert sub.poll_latest() is None  # and magnitude-checked
+        with pytest.raises(ValueError, match="model document"):
+            pub.publish(6, wide, model={"pad": "x" * 20000})
