@@ -26,6 +26,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from learners.agent_model import ModelRefused, adopt_model, model_changes, model_doc
 from learners.inprocess import executed_action
 from learners.rollout import episode_rates, wilson_interval
 
@@ -152,6 +153,9 @@ class ActorLoop:
         self.sender, self.weights = sender, weights
         self.policy_version = 0
         self.weight_updates = 0
+        self.adopted: dict[str, Any] = {}  # learner model settings this actor took over (setting -> value)
+        self.refused: str | None = None  # why the last refused weights were refused
+        self._pending: tuple[int, Any, Any] | None = None  # weights of another model, adopted between episodes
         self.env_steps = 0
         self.episodes: list[dict[str, Any]] = []
         self.warmup_steps = agent.cfg.warmup_steps if cfg.warmup_steps is None else cfg.warmup_steps
@@ -177,29 +181,60 @@ class ActorLoop:
         return None
 
     # ------------------------------------------------------------------ weights
-    def poll_weights(self) -> bool:
-        """Swap in the newest published weights, if any; True if the version changed."""
+    def poll_weights(self, between_episodes: bool = False) -> bool:
+        """Swap in the newest published weights, if any; True if the version changed.
+
+        Weights whose learner states another model (:mod:`learners.agent_model`: network sizes,
+        residual scale, gate) rebuild the agent with those settings, keeping the base policy
+        and observation spec; another mode, action size or observation spec is refused
+        (counted as ``model_refused``) and the old weights are kept. The rebuild (0.4-2 s for
+        paper-sized nets on a CPU) waits for ``between_episodes``, never mid-motion.
+        """
         if self.weights is None:
             return False
         if getattr(self.weights, "expected", True) is None and hasattr(self.weights, "expect"):
-            # refuse other names/dtypes/shapes at the socket, before any swap
-            self.weights.expect(self.agent.trainable_state())
-        latest = self.weights.poll_latest()
-        if latest is None:
-            return False
-        version, state = latest  # validated: spec, finite, magnitude, version order per learner
+            self._expect()  # refuse other names/dtypes/shapes at the socket, before any swap
+        latest = self.weights.poll_latest()  # validated: finite, magnitude, version order, and spec
+        if latest is not None:  # (unless the model differs)
+            model = getattr(self.weights, "model", None)
+            if model is not None and model != model_doc(self.agent.cfg, self.agent.spec):
+                self._pending, latest = (latest[0], latest[1], model), None
+        if latest is None and between_episodes and self._pending is not None:
+            (version, state, model), self._pending = self._pending, None
+            return self._load(version, state, model)
+        return False if latest is None else self._load(latest[0], latest[1], None)
+
+    def _load(self, version: int, state: Mapping[str, np.ndarray], model: Mapping[str, Any] | None) -> bool:
+        """Load ``state`` into the agent, first rebuilt from ``model`` when given."""
+        agent = self.agent
         try:
-            self.agent.load_trainable(state)
-        except (KeyError, ValueError, TypeError) as exc:  # wrong model or bad weights: keep the old ones
+            if model is not None:
+                agent = type(agent)(agent.spec, adopt_model(agent.cfg, agent.spec, model), agent.base)
+            agent.load_trainable(state)
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:  # wrong model or bad weights: keep the old ones
+            reason = "model_refused" if isinstance(exc, ModelRefused) else "load_failed"
+            self.refused = f"version {version}: {exc}"
             rejections = getattr(self.weights, "rejections", None)
             if rejections is not None:
-                rejections.reject("load_failed", f"version {version}: {exc}")
+                rejections.reject(reason, self.refused)
             else:
                 log.error("rejected weights version %d: %s", version, exc)
             return False
+        if agent is not self.agent:
+            changes = model_changes(self.agent.cfg, agent.cfg)
+            self.adopted = {**self.adopted, **{k: v[1] for k, v in changes.items()}}
+            log.info("adopted the learner's model (weights version %d): %s", version,
+                     "; ".join(f"{k} {v[0]} -> {v[1]}" for k, v in changes.items()) or "no setting changed")
+            self.agent = agent
+            self._expect()
+        self._pending = None  # anything older than what now runs
         self.policy_version = int(version)
         self.weight_updates += 1
         return True
+
+    def _expect(self) -> None:
+        """Tell the subscriber the layout and model of the current agent."""
+        self.weights.expect(self.agent.trainable_state(), model_doc(self.agent.cfg, self.agent.spec))
 
     # ------------------------------------------------------------------ loop
     def _done(self) -> bool:
@@ -233,6 +268,7 @@ class ActorLoop:
     def run_episode(self, stop_at_budget: bool = False) -> dict[str, Any]:
         """One episode (cut short at the step budget when ``stop_at_budget``)."""
         seed = self.cfg.seed + len(self.episodes)
+        self.poll_weights(between_episodes=True)  # the arm is at rest: a model rebuild may take seconds
         obs, info = self.env.reset(seed=seed)
         self.agent.reset()
         t0 = time.monotonic()
@@ -348,6 +384,8 @@ class ActorLoop:
             "cycle_time_s": float(np.mean([e["sim_time_s"] for e in succ_eps])) if succ_eps else None,
             "policy_version": self.policy_version, "weight_updates": self.weight_updates,
         }
+        if self.adopted:
+            out["adopted_model"] = dict(self.adopted)
         out.update(reward_audit(eps))
         stats = getattr(self.env, "stats", None)
         if isinstance(stats, dict) and "success_labels" in stats:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from learners import learner_checkpoint as ckpt
+from learners.agent_model import model_doc
 from learners.replay import MixedReplay, ReplayBuffer
 from learners.rollout import episode_rates
 
@@ -228,9 +229,11 @@ class LearnerLoop:
 
     # ------------------------------------------------------------------ loop
     def publish(self) -> None:
-        """Send the trainable weights to the actors as the next version."""
+        """Send the trainable weights to the actors as the next version, with the model settings
+        that shape them (an actor started with another ``learner=`` config builds the same networks)."""
         self.version += 1
-        self.publisher.publish(self.version, self.agent.trainable_state())
+        self.publisher.publish(self.version, self.agent.trainable_state(),
+                               model=model_doc(self.agent.cfg, self.agent.spec))
 
     def ingest(self, timeout_s: float) -> int:
         """Move received transitions into the replay buffers; returns how many."""

@@ -52,6 +52,8 @@ def run_actor(cfg: dict, out_dir: Path) -> dict:
         loop = ActorLoop(env, agent, loop_cfg, sender=sender, weights=weights, run_dir=out_dir,
                          tensorboard=bool(cfg.get("tensorboard", True)))
         summary = loop.run(progress=cfg.get("progress", True))
+        if loop.refused is not None:
+            summary["refused"] = loop.refused
         if weights is not None:
             summary["weights"] = weights.stats()
         if sender is not None:
@@ -85,9 +87,12 @@ def main(cfg) -> int:
     (out / "actor_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k != "transport"}, default=str))
     refused = (summary.get("weights") or {}).get("rejected") or {}
+    if summary.get("weight_updates", 0) == 0 and refused.get("model_refused"):
+        raise SystemExit(f"the learner's weights never fit this actor ({refused['model_refused']} messages refused): "
+                         f"{summary.get('refused')}")
     if summary.get("weight_updates", 0) == 0 and refused.get("spec_mismatch"):
         raise SystemExit(f"the learner's weights never fit this actor's model ({refused['spec_mismatch']} messages "
-                         f"refused: other network sizes); start both with the same learner=<config> "
-                         f"(this actor: learner.actor_hidden={cfg.learner.actor_hidden}, "
+                         f"refused: other network sizes, and the learner stated no model to adopt); start both "
+                         f"with the same learner=<config> (this actor: learner.actor_hidden={cfg.learner.actor_hidden}, "
                          f"num_critics={cfg.learner.num_critics})")
     return 0

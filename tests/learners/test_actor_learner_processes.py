@@ -146,9 +146,31 @@ def test_learner_killed_and_resumed_loses_no_transition(setup):
     assert "resumed from" in (tmp / "learner2.log").read_text()
 
 
-def test_actor_with_another_network_size_than_the_learner_says_so_in_one_line(setup):
+def test_actor_with_its_default_learner_config_adopts_the_gpu_learners_sizes(setup):
+    """`hilr learner learner=residual_td3` (1024-wide) against `hilr actor` with its default
+    `residual_td3_cpu` (256-wide): the actor builds the learner's networks and uses its weights."""
     tmp, learner_args, actor_args = setup
-    learner = _hilr("learner", [*learner_args, "learner.actor_hidden=[32,32]"], tmp / "learner", tmp / "learner.log")
+    base = [a for a in learner_args if not a.startswith("learner.")]
+    gpu_sized = ["learner=residual_td3", "learner.device=cpu", "learner.num_critics=2",  # critics shrunk: a CPU budget
+                 "learner.critic_hidden=[128,128]", "learner.batch_size=64", "learner.utd=1"]
+    actor_defaults = [a for a in actor_args if not a.startswith("learner.")]
+    learner = _hilr("learner", [*base, *gpu_sized], tmp / "learner", tmp / "learner.log")
+    actor = _hilr("actor", [*actor_defaults, "actor.total_steps=600"], tmp / "actor", tmp / "actor.log")
+    _wait(actor, 240, tmp / "actor.log")
+    _wait(learner, 120, tmp / "learner.log")
+    a = json.loads((tmp / "actor" / "actor_summary.json").read_text())
+    # every version after the first passes the socket's layout check of the adopted model
+    assert a["weight_updates"] >= 2 and a["policy_version"] > 1, a
+    assert a["adopted_model"]["actor_hidden"] == [1024, 1024], a["adopted_model"]
+    assert a["adopted_model"]["num_critics"] == 2 and a["adopted_model"]["residual_scale"] == 0.1
+    assert a["adopted_model"]["encoder.image_size"] == 84 and a["weights"]["rejected"] == {}, a
+    line = [ln for ln in (tmp / "actor.log").read_text().splitlines() if "adopted the learner's model" in ln]
+    assert len(line) == 1 and "actor_hidden [256, 256] -> [1024, 1024]" in line[0], line
+
+
+def test_actor_in_another_mode_than_the_learner_says_so_in_one_line(setup):
+    tmp, learner_args, actor_args = setup
+    learner = _hilr("learner", [*learner_args, "learner.mode=rlpd"], tmp / "learner", tmp / "learner.log")
     cmd = [sys.executable, "-m", "learners.cli", "actor", *actor_args, "actor.total_steps=400",
            f"hydra.run.dir={tmp / 'actor'}"]
     actor = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ), timeout=300)
@@ -156,4 +178,4 @@ def test_actor_with_another_network_size_than_the_learner_says_so_in_one_line(se
     learner.wait(timeout=30)
     assert actor.returncode == 1, actor.stderr[-2000:]
     lines = [line for line in actor.stderr.strip().splitlines() if line.startswith("hilr actor:")]
-    assert len(lines) == 1 and "same learner=" in lines[0] and "other network sizes" in lines[0], actor.stderr[-2000:]
+    assert len(lines) == 1 and "mode='rlpd'" in lines[0] and "never fit" in lines[0], actor.stderr[-2000:]
