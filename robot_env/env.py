@@ -185,16 +185,22 @@ class RobotEnv(gym.Env):
 
     def _wait_for_frames_after(self, t: float) -> None:
         """Wait until every camera has a frame that arrived after ``t`` (the end of the reset), so
-        that neither the policy nor a reward classifier sees the scene as it was before.
+        that neither the policy nor a reward classifier sees the scene as it was before. A camera
+        whose stream is still catching up (its own staleness error) is simply waited for.
 
         Raises:
-            StaleDataError: a camera sent nothing new within ``stale.max_consecutive_s`` (>= 1 s).
+            DataLossError: a camera sent nothing new within ``max(2 s, stale.max_consecutive_s)``.
         """
-        deadline = t + max(1.0, float(self.control.stale.max_consecutive_s))
+        limit = max(2.0, float(self.control.stale.max_consecutive_s))
         for name, cam in self.cameras.items():
-            while cam.read().stamp <= t:
-                if time.monotonic() > deadline:
-                    raise StaleDataError(f"camera {name!r} sent no frame in {deadline - t:.1f} s after the reset")
+            while True:
+                try:
+                    if cam.read().stamp > t:
+                        break
+                except StaleDataError:
+                    pass  # no fresh frame yet: the limit below bounds the wait
+                if time.monotonic() > t + limit:
+                    raise DataLossError(f"camera {name!r} sent no frame in {limit:.1f} s after the reset")
                 time.sleep(0.005)
 
     def reset_pose(self) -> tuple[np.ndarray, np.ndarray]:

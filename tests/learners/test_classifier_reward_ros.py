@@ -84,8 +84,8 @@ def test_actor_rewards_come_only_from_the_classifier_over_ros2(tmp_path):
                "reward=classifier", f"reward.checkpoint={ckpt}", "reward.expose_task_state=true",
                "reward.consecutive=2",
                "learn=false", "progress=false", "actor.total_steps=0", "actor.episodes=6",
-               "camera.front.max_age_s=0.6", "++control.max_state_age_s=0.4", "++control.max_frame_age_s=0.6",
-               "robot.max_state_age_s=0.4", "labels.keyboard=false"]
+               "camera.front.max_age_s=1.0", "++control.max_state_age_s=0.5", "++control.max_frame_age_s=1.0",
+               "robot.max_state_age_s=0.5", "labels.keyboard=false"]
         proc = subprocess.run(cmd, env=dict(os.environ), capture_output=True, text=True, timeout=420,
                               cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
