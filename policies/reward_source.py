@@ -42,8 +42,10 @@ class ClassifierRewardConfig:
         device: torch device of the classifier (``cpu`` keeps the GPU for the policy).
         audit: record the robot's privileged success beside the classifier's decision when the
             robot has one (sims only), for precision and recall; never used as reward.
-        expose_task_state: sim studies only: pass the sim's object pose through
-            (``privileged_state=true`` observations); success stays hidden either way.
+        expose_task_state: sims only: keep the sim's object pose in ``info["task_state"]``, for
+            the simulated operator (who sees the scene, as a person would) and for
+            ``privileged_state=true`` observations; success stays hidden either way. A real
+            robot has no task state, so this changes nothing there.
     """
 
     checkpoint: str | None = None
@@ -51,7 +53,7 @@ class ClassifierRewardConfig:
     consecutive: int = 1
     device: str = "cpu"
     audit: bool = True
-    expose_task_state: bool = False
+    expose_task_state: bool = True
 
     def __post_init__(self) -> None:
         if not self.checkpoint:
@@ -149,7 +151,7 @@ class ClassifierSuccess(SuccessSource):
         return self._run >= self.cfg.consecutive
 
     def task_state(self) -> dict[str, np.ndarray]:
-        """Empty (a real robot has none), unless ``expose_task_state`` in a sim study."""
+        """The sim's object pose with ``expose_task_state`` (sims); empty on a real robot."""
         if self.cfg.expose_task_state and self.privileged is not None:
             return self.privileged.task_state()
         return {}

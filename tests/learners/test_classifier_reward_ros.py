@@ -81,7 +81,7 @@ def test_actor_rewards_come_only_from_the_classifier_over_ros2(tmp_path):
     try:
         cmd = [sys.executable, "-m", "learners.cli", "actor", f"hydra.run.dir={tmp_path / 'actor'}",
                "robot=ros_sim", "camera=ros_sim", "~camera.wrist", "task=pick_cube", f"task.image_size=[{SIZE},{SIZE}]",
-               "reward=classifier", f"reward.checkpoint={ckpt}", "reward.expose_task_state=true",
+               "reward=classifier", f"reward.checkpoint={ckpt}",
                "reward.consecutive=2",
                "learn=false", "progress=false", "actor.total_steps=0", "actor.episodes=6",
                "camera.front.max_age_s=1.0", "++control.max_state_age_s=0.5", "++control.max_frame_age_s=1.0",

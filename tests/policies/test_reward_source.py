@@ -35,7 +35,8 @@ def sim_env(reward, cameras=("front",), size=SIZE, **extra):
 
 
 def test_positive_classifier_ends_the_episode_after_consecutive_frames(tmp_path):
-    env = sim_env({"type": "classifier", "checkpoint": str(classifier_file(tmp_path, 6.0)), "consecutive": 3})
+    env = sim_env({"type": "classifier", "checkpoint": str(classifier_file(tmp_path, 6.0)), "consecutive": 3,
+                   "expose_task_state": False})
     try:
         env.reset(seed=0)
         got = [env.step(np.zeros(7, np.float32)) for _ in range(3)]  # the reset frame never counts
@@ -47,7 +48,7 @@ def test_positive_classifier_ends_the_episode_after_consecutive_frames(tmp_path)
         assert info["classifier_success"] and info["classifier_latency_ms"] > 0
         # the sim's own success is audited beside it, never used: the arm did not move to the target
         assert info["privileged_success"] is False
-        assert info["task_state"] == {}  # privileged object pose hidden too
+        assert info["task_state"] == {}  # privileged object pose hidden too (expose_task_state=false)
     finally:
         env.close()
 
