@@ -430,7 +430,7 @@ def test_allow_listed_commands_are_explained_in_the_readme():
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1500)
 def test_readme_commands_run_as_written(tmp_path: Path):
     """Every README command, in README order, in one fresh working directory: later blocks
     use what earlier ones made (the data/demos that `hilr show` looks at is the one recorded
