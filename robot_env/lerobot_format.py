@@ -1,21 +1,21 @@
 """Export hilr datasets in the LeRobotDataset v2.1 layout, and import that layout back.
 
-LeRobot v2.1 keeps a dataset as ``meta/`` JSON files, one data file per episode and one
-mp4 per episode and camera. Its data files are parquet, which needs ``pyarrow``; hilr does
-not depend on it, so the data files here are ``.npz`` with the same columns (the path
-template in ``meta/info.json`` says so). Everything else follows LeRobot v2.1::
+LeRobot v2.1 keeps a dataset as ``meta/`` JSON files, one parquet data file per episode
+(written here with ``pyarrow`` in the arrow types LeRobot's ``datasets`` writes, see
+``robot_env.lerobot_parquet``) and one mp4 per episode and camera::
 
     <out>/meta/info.json              codebase_version v2.1, fps, features, path templates
     <out>/meta/episodes.jsonl         {"episode_index", "tasks", "length", "hilr_success"} per line
     <out>/meta/tasks.jsonl            {"task_index", "task"}
     <out>/meta/episodes_stats.jsonl   per-episode min/max/mean/std/count of every feature
-    <out>/data/chunk-000/episode_000000.npz       one row per step (columns below)
+    <out>/data/chunk-000/episode_000000.parquet   one row per step (columns below)
     <out>/videos/chunk-000/observation.images.front/episode_000000.mp4   (video=true)
     <out>/meta/hilr_final_observation/episode_000000.npz   the observation after the last step
 
 Columns (LeRobot's names; one row per step t, T rows per episode): ``observation.state``
 (T, S) float32 and ``observation.images.<camera>`` (T, H, W, 3) uint8 (only with
-``video=false``; else in the mp4, one frame per row) are the observation *before* action t;
+``video=false``, as PNG cells; else in the mp4, one frame per row) are the observation
+*before* action t;
 ``action`` (T, A) float32; ``next.reward`` (T,) float32; ``next.done`` (T,) bool
 (terminated or truncated); ``timestamp`` (T,) float32 seconds; ``frame_index``,
 ``episode_index``, ``index``, ``task_index`` (T,) int64. hilr's extra columns:
@@ -25,12 +25,14 @@ Columns (LeRobot's names; one row per step t, T rows per episode): ``observation
 
 LeRobot rows end at the last action, so the observation after it has no row: it goes to
 ``meta/hilr_final_observation``. Importing a dataset without it (one written by LeRobot)
-repeats the last observation as the final one.
+repeats the last observation as the final one. Import also reads the ``.npz`` data files
+that hilr exported before it wrote parquet.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +40,13 @@ import numpy as np
 
 from robot_env.dataset import (OPTIONAL_ACTIONS, DatasetError, EpisodeWriter, list_episodes, load_episode,
                                read_meta, save_npz_atomic)
+from robot_env.lerobot_parquet import read_episode_parquet, write_episode_parquet
+
+log = logging.getLogger(__name__)
 
 CODEBASE_VERSION = "v2.1"
 CHUNKS_SIZE = 1000
-DATA_PATH = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.npz"
+DATA_PATH = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
 VIDEO_PATH = "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4"
 FINAL_OBS_PATH = "meta/hilr_final_observation/episode_{episode_index:06d}.npz"
 ACTION_NAMES_7D = ["delta_x_ee", "delta_y_ee", "delta_z_ee", "delta_roll_ee", "delta_pitch_ee", "delta_yaw_ee",
@@ -162,18 +167,13 @@ def export_lerobot(src: str | Path, dst: str | Path, video: bool = True, robot_t
         chunk = episode_index // CHUNKS_SIZE
         if features is None:
             features = {name: _feature(name, a, video, fps) for name, a in cols.items()}
-        data = {}
         for name, array in cols.items():
-            if video and _is_image(array):
-                key = name
-                _write_video(array, dst / VIDEO_PATH.format(episode_chunk=chunk, video_key=key,
+            if features[name]["dtype"] == "video":
+                _write_video(array, dst / VIDEO_PATH.format(episode_chunk=chunk, video_key=name,
                                                             episode_index=episode_index), fps)
                 videos += 1
-            else:
-                data[name] = array
-        (dst / DATA_PATH.format(episode_chunk=chunk, episode_index=episode_index)).parent.mkdir(parents=True,
-                                                                                               exist_ok=True)
-        save_npz_atomic(dst / DATA_PATH.format(episode_chunk=chunk, episode_index=episode_index), data)
+        write_episode_parquet(dst / DATA_PATH.format(episode_chunk=chunk, episode_index=episode_index),
+                              cols, features)
         final = {k[4:]: v[-1] for k, v in ep.items() if k.startswith("obs/")}
         final_path = dst / FINAL_OBS_PATH.format(episode_index=episode_index)
         final_path.parent.mkdir(parents=True, exist_ok=True)
@@ -191,7 +191,7 @@ def export_lerobot(src: str | Path, dst: str | Path, video: bool = True, robot_t
             "total_chunks": (len(episodes) - 1) // CHUNKS_SIZE + 1, "chunks_size": CHUNKS_SIZE, "fps": fps,
             "splits": {"train": f"0:{len(episodes)}"}, "data_path": DATA_PATH,
             "video_path": VIDEO_PATH if videos else None, "features": features,
-            "hilr": {"format": "npz data files (parquet needs pyarrow)", "source_task": meta["task"],
+            "hilr": {"format": "exported by hilr", "source_task": meta["task"],
                      "observation_space": meta.get("observation_space"), "action_space": meta.get("action_space")}}
     (dst / "meta").mkdir(parents=True, exist_ok=True)
     (dst / "meta" / "info.json").write_text(json.dumps(info, indent=4) + "\n")
@@ -209,11 +209,15 @@ def _load_columns(root: Path, info: dict, row: dict) -> dict[str, np.ndarray]:
     episode_index = row["episode_index"]
     chunk = episode_index // info.get("chunks_size", CHUNKS_SIZE)
     path = root / info["data_path"].format(episode_chunk=chunk, episode_index=episode_index)
-    if path.suffix != ".npz":
-        raise DatasetError(f"{path}: parquet data files need pyarrow, which hilr does not install; "
-                           "convert them to .npz columns or install pyarrow and convert with LeRobot")
-    with np.load(path, allow_pickle=False) as data:
-        cols = {k: data[k] for k in data.files}
+    if path.suffix == ".npz":  # hilr's exports before it wrote parquet
+        log.info("%s: reading hilr's older .npz data file in place of parquet", path)
+        with np.load(path, allow_pickle=False) as data:
+            cols = {k: data[k] for k in data.files}
+    else:
+        cols = read_episode_parquet(path, info["features"])
+    for name, feature in info["features"].items():  # (T, *shape): a (1,)-shaped observation keeps its axis
+        if name.startswith("observation.") and feature["dtype"] not in ("image", "video") and name in cols:
+            cols[name] = cols[name].reshape(len(cols[name]), *feature["shape"])
     for name, feature in info["features"].items():
         if feature["dtype"] == "video":  # decoded as (H, W, 3) RGB whatever order `names` lists
             frames = _read_video(root / info["video_path"].format(episode_chunk=chunk, video_key=name,
@@ -231,7 +235,7 @@ def _episode_from_columns(cols: dict[str, np.ndarray], final: dict[str, np.ndarr
             continue
         key = name.split(".")[-1]
         last = final[key] if final is not None and key in final else array[-1]
-        ep[f"obs/{key}"] = np.concatenate([array, np.asarray(last, array.dtype)[None]])
+        ep[f"obs/{key}"] = np.concatenate([array, np.asarray(last, array.dtype).reshape(array.shape[1:])[None]])
     ep["action"] = cols["action"].astype(np.float32).reshape(steps, -1)
     ep["reward"] = cols["next.reward"].astype(np.float32).reshape(steps)
     done = cols["next.done"].astype(bool).reshape(steps)
@@ -247,7 +251,7 @@ def _episode_from_columns(cols: dict[str, np.ndarray], final: dict[str, np.ndarr
 
 
 def import_lerobot(src: str | Path, dst: str | Path) -> dict:
-    """Read a LeRobot v2.x layout (npz data files, mp4 or in-file images) into a new hilr dataset.
+    """Read a LeRobot v2.x layout (parquet data files, mp4 or in-file images) into a new hilr dataset.
 
     Returns:
         ``{"dst", "episodes", "steps"}``.
