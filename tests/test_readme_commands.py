@@ -105,7 +105,8 @@ COMMANDS: tuple[Entry, ...] = (
     Entry(r"hilr show \S+ \d+ format=mp4\b", makes=("runs/show/latest/episode_000002.mp4",)),
     Entry(r"hilr show \S+$", makes=("runs/show/latest/episode_000000.png",)),
     Entry(r"hilr dataset summary\b"),
-    Entry(r"hilr dataset export\b", makes=("data/demos_lerobot/meta/info.json",)),
+    Entry(r"hilr dataset export\b", makes=("data/demos_lerobot/meta/info.json",
+                                          "data/demos_lerobot/data/chunk-000/episode_000000.parquet")),
     Entry(r"hilr dataset import\b", makes=("data/demos_back/meta.json", "data/demos_back/episodes/episode_000002.npz")),
     # "A first session on a real robot": each line once as written (one-line hardware error), then
     # its sim twin with the sim cameras: image BC, the image classifier, an image learner and actor
