@@ -418,6 +418,29 @@ def paired_difference(method_runs: list[dict[str, Any]], base_runs: list[list[bo
     return out
 
 
+def paired_between_methods(runs: Mapping[str, list[dict[str, Any] | None]],
+                           pairs: tuple[tuple[str, str], ...] = (("residual_hil", "residual"), ("residual_hil", "rlpd"),
+                                                                 ("residual", "rlpd"))) -> dict[str, Any]:
+    """``a - b`` per evaluation point over the seeds where both methods finished: every method ran
+    the same reset seeds, so each episode pair differs only by the method (95 % interval)."""
+    out: dict[str, Any] = {}
+    for a, b in pairs:
+        both = [(ra, rb) for ra, rb in zip(runs.get(a, []), runs.get(b, [])) if ra is not None and rb is not None]
+        if not both:
+            continue
+        n_points = min(min(len(ra["successes"]), len(rb["successes"])) for ra, rb in both)
+        steps = [int(s) for s, _ in both[0][0]["curve"][:n_points]]
+        diff = []
+        for j in range(n_points):
+            d = np.concatenate([np.asarray(ra["successes"][j], float) - np.asarray(rb["successes"][j], float)
+                                for ra, rb in both])
+            half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+            diff.append({"step": steps[j], "mean": round(float(d.mean()), 4), "lo": round(float(d.mean() - half), 4),
+                         "hi": round(float(d.mean() + half), 4), "n": int(len(d))})
+        out[f"{a}-{b}"] = {"seeds": len(both), "per_point": diff}
+    return out
+
+
 def summarise(runs: list[dict[str, Any]], base_runs: list[list[bool]] | None = None) -> dict[str, Any]:
     """Mean/std/min/max of the seeds' curves, final success, steps to 90 %, intervention steps and,
     with the base's per-episode outcomes, the paired difference to the base at every point."""
@@ -539,6 +562,7 @@ def run_study(study: StudyConfig, progress: bool = True, runs_dir: Path | None =
             if done:
                 results[variant][m] = {**summarise([r[i] for i in done], [base_runs[i] for i in done]),
                                        "seeds": [seed_ids[i] for i in done]}
+        results[variant]["_paired"] = paired_between_methods(runs)
         results[variant]["_seeds"] = len(seeds_info)
         results[variant]["_base_success_per_seed"] = [i["base"]["success_rate"] for i in seeds_info]
         if all("oracle" in i for i in seeds_info):

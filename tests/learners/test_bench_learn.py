@@ -140,3 +140,18 @@ def test_study_docs_tables_are_regenerated_between_markers(tmp_path):
     assert report.update_markdown([doc], "| new table |", table) == [str(doc)]
     text = doc.read_text()
     assert "old" not in text and "| new table |" in text and text.startswith("a\n") and text.endswith("b\n")
+
+
+def test_paired_between_methods_uses_only_seeds_both_finished():
+    from learners.bench_learn import paired_between_methods
+
+    def run(points):
+        return {"curve": [[s, sum(p) / len(p)] for s, p in points], "successes": [p for _, p in points]}
+
+    a = [run([(0, [0, 0, 1, 1]), (10, [1, 1, 1, 1])]), run([(0, [0, 1, 0, 1]), (10, [1, 1, 0, 1])])]
+    b = [run([(0, [0, 0, 1, 1]), (10, [0, 1, 1, 0])]), None]  # seed 1 of b still running
+    out = paired_between_methods({"residual_hil": a, "residual": b})
+    pair = out["residual_hil-residual"]
+    assert pair["seeds"] == 1 and [p["step"] for p in pair["per_point"]] == [0, 10]
+    assert pair["per_point"][0]["mean"] == 0.0 and pair["per_point"][1]["mean"] == 0.5
+    assert pair["per_point"][1]["n"] == 4 and "residual_hil-rlpd" not in out
