@@ -144,7 +144,8 @@ def test_bench_memory_is_registered_and_reports_bytes_per_transition(capsys):
          "batch_size": 4}
     result = bench_memory.run({"memory_bench": o})
     state, cams, feats = result["state"], result["two_cameras"], result["features"]
-    data = 4 * 7 * 4 + 4 + 4 + 8  # 4 action arrays of 7 float32, reward, 4 bool flags, segment int64
+    # 4 action arrays of 7 float32, reward, classifier probability, 4 bool flags, segment int64
+    data = 4 * 7 * 4 + 4 + 4 + 4 + 8
     assert state["bytes_per_slot"] == {"frames": 20 * 4, "data": data, "total": 80 + data}
     assert cams["bytes_per_slot"]["frames"] == 80 + 2 * 16 * 16 * 3
     assert feats["bytes_per_slot"]["frames"] == 80 + 2 * 8 * 2 * 2 * 2  # float16 maps
