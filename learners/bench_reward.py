@@ -192,7 +192,7 @@ def run_study(cfg: RewardStudyConfig, progress: bool = True) -> dict[str, Any]:
     try:
         demos = bl.collect_demos(env, cfg.task, study.demos, study.expert_noise, cfg.seed)
         base = bl.train_base(demos, study, cfg.seed, images=False)
-        base_eval_path = out / "base_eval.json"
+        base_eval_path = out / f"base_eval_seed{cfg.seed}.json"
         if base_eval_path.exists():
             base_eval = json.loads(base_eval_path.read_text())
         else:
@@ -244,7 +244,7 @@ def run_study(cfg: RewardStudyConfig, progress: bool = True) -> dict[str, Any]:
                            "intervention_steps": run["intervention_steps"], "updates": run["updates"],
                            "seconds": run["seconds"]}
     result["seconds"] = time.monotonic() - t0
-    bl._write_json(out / "reward_study.json", result)
+    bl._write_json(out / f"reward_study_seed{cfg.seed}.json", result)
     return result
 
 
