@@ -21,7 +21,7 @@ import pytest
 
 from tests.robot_env._sim_robot_proc import start_sim_robot, stop
 
-pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.timeout(900)]
 SIZE = 64
 
 
@@ -71,8 +71,8 @@ def test_actor_rewards_come_only_from_the_classifier_over_ros2(tmp_path):
     frames = load_frames(tmp_path / "demos")
     assert frames["label"].sum() >= 20
     model_cfg = RewardClassifierConfig(threshold=0.7, hidden=(64,),
-                                       encoder={"channels": 16, "latent_dim": 32, "image_size": SIZE})
-    _, metrics = train_reward_classifier(frames, model_cfg, RewardTrainConfig(steps=300, batch_size=64, val_fraction=0.0),
+                                       encoder={"channels": 8, "latent_dim": 32, "image_size": SIZE})
+    _, metrics = train_reward_classifier(frames, model_cfg, RewardTrainConfig(steps=300, batch_size=48, val_fraction=0.0),
                                          tmp_path / "clf", progress=False)
     print("\nclassifier train metrics:", metrics["train"])
     ckpt = tmp_path / "clf" / "reward_classifier.safetensors"
