@@ -150,3 +150,16 @@ def test_a_yaml_exponent_without_a_dot_is_still_a_float():
     from learners.builders import agent_config
 
     assert agent_config({"actor_lr": "3e-06"}).actor_lr == 3e-06  # YAML 1.1 reads 3e-06 as a string
+
+
+def test_every_env_verb_accepts_the_env_group():
+    """`env=` goes on every verb of a session (record, train-bc, learner, actor, eval): the learner
+    builds no env, but refusing the key made the documented gym-hil chain fail at its third command."""
+    from hydra import compose, initialize_config_dir
+
+    from robot_env.app import config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        for name in ("record", "train_bc", "learner", "actor", "eval"):
+            cfg = compose(config_name=name, overrides=["env=gym", "env.id=Pusher-v5"])
+            assert cfg.env.type == "gym" and cfg.env.id == "Pusher-v5", name
