@@ -408,14 +408,16 @@ def paired_difference(method_runs: list[dict[str, Any]], base_runs: list[list[bo
 
     Both sides ran the same reset seeds, so each pair differs only by the policy.
     """
-    out = []
-    for j in range(len(method_runs[0]["successes"])):
-        d = np.concatenate([np.asarray(run["successes"][j], float) - np.asarray(b, float)
-                            for run, b in zip(method_runs, base_runs)])
-        half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-        out.append({"mean": round(float(d.mean()), 4), "lo": round(float(d.mean() - half), 4),
-                    "hi": round(float(d.mean() + half), 4), "n": int(len(d))})
-    return out
+    return [paired_interval(np.concatenate([np.asarray(run["successes"][j], float) - np.asarray(b, float)
+                                            for run, b in zip(method_runs, base_runs)]))
+            for j in range(len(method_runs[0]["successes"]))]
+
+
+def paired_interval(d: np.ndarray) -> dict[str, float]:
+    """Mean of the per-episode differences ``d`` with a 95 % normal interval, and their count."""
+    half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+    return {"mean": round(float(d.mean()), 4), "lo": round(float(d.mean() - half), 4),
+            "hi": round(float(d.mean() + half), 4), "n": int(len(d))}
 
 
 def paired_between_methods(runs: Mapping[str, list[dict[str, Any] | None]],
@@ -430,13 +432,9 @@ def paired_between_methods(runs: Mapping[str, list[dict[str, Any] | None]],
             continue
         n_points = min(min(len(ra["successes"]), len(rb["successes"])) for ra, rb in both)
         steps = [int(s) for s, _ in both[0][0]["curve"][:n_points]]
-        diff = []
-        for j in range(n_points):
-            d = np.concatenate([np.asarray(ra["successes"][j], float) - np.asarray(rb["successes"][j], float)
-                                for ra, rb in both])
-            half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-            diff.append({"step": steps[j], "mean": round(float(d.mean()), 4), "lo": round(float(d.mean() - half), 4),
-                         "hi": round(float(d.mean() + half), 4), "n": int(len(d))})
+        diff = [{"step": steps[j], **paired_interval(np.concatenate(
+            [np.asarray(ra["successes"][j], float) - np.asarray(rb["successes"][j], float) for ra, rb in both]))}
+            for j in range(n_points)]
         out[f"{a}-{b}"] = {"seeds": len(both), "per_point": diff}
     return out
 

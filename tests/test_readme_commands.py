@@ -79,6 +79,15 @@ ACTOR_STEPS = 100  # env steps of the actor in the learner + actor pair (about 5
 # hold the defaults 5555/5556. This is isolation, not a change of the documented command.
 PORTS = ("transport.transitions_port={transitions_port}", "transport.weights_port={weights_port}")
 
+# learning_starts below the actor's steps: real updates and weight versions within the budget;
+# the learner stops as documented (idle exit after the actor's last transition), 5 s not 5 min
+LEARNER_BUDGET = (f"loop.learning_starts={ACTOR_STEPS - 30}", "loop.publish_every=5", "loop.checkpoint_every_s=2",
+                  "loop.idle_exit_s=5", "torch_threads=1", *PORTS)
+# paced like `hilr demo`'s actor: a free-running state sim would end its 100 steps before the
+# learner's first weights could arrive (published every weights_republish_s = 1 s)
+ACTOR_BUDGET = (f"actor.total_steps={ACTOR_STEPS}", "actor.max_steps_per_s=25", "progress=false",
+                "flush_timeout_s=60", *PORTS)
+
 COMMANDS: tuple[Entry, ...] = (
     Entry(r"make demo\b", skip="minutes of the whole loop at full budget; `hilr demo` is what it runs after the set-up",
           readme_says=r"`make demo` runs `hilr demo` \(about \d+ min", dry_run_contains="hilr demo"),
@@ -91,15 +100,8 @@ COMMANDS: tuple[Entry, ...] = (
     Entry(r"hilr train-bc dataset=data/demos\b", budget=("train.steps=20", "eval.episodes=1", "threads=1",
                                                           "progress=false"),
           makes=("runs/train_bc/latest/bc_best.safetensors",)),
-    # learning_starts below the actor's steps: real updates and weight versions within the budget;
-    # the learner stops as documented (idle exit after the actor's last transition), 5 s not 5 min
-    Entry(r"hilr learner demos=data/demos\b", budget=("learner.batch_size=32", f"loop.learning_starts={ACTOR_STEPS - 30}",
-                                     "loop.publish_every=5", "loop.checkpoint_every_s=2", "loop.idle_exit_s=5",
-                                     "torch_threads=1", *PORTS), role="learner"),
-    # paced like `hilr demo`'s actor: a free-running state sim would end its 100 steps before the
-    # learner's first weights could arrive (published every weights_republish_s = 1 s)
-    Entry(r"hilr actor base_policy=", budget=(f"actor.total_steps={ACTOR_STEPS}", "actor.max_steps_per_s=25", "progress=false",
-                                   "flush_timeout_s=60", *PORTS), role="actor", pair_check=True),
+    Entry(r"hilr learner demos=data/demos\b", budget=("learner.batch_size=32", *LEARNER_BUDGET), role="learner"),
+    Entry(r"hilr actor base_policy=", budget=ACTOR_BUDGET, role="actor", pair_check=True),
     Entry(r"hilr eval base_policy=", budget=("episodes=1", "progress=false"),
           makes=("runs/eval/latest/eval_summary.json",)),
     Entry(r"hilr show \S+ \d+ format=mp4\b", makes=("runs/show/latest/episode_000002.mp4",)),
@@ -118,12 +120,8 @@ COMMANDS: tuple[Entry, ...] = (
           makes=("runs/train_bc/latest/bc_best.safetensors",)),
     Entry(r"hilr train-reward\b", budget=("train.steps=10", "train.batch_size=16", "progress=false"),
           makes=("runs/train_reward/latest/reward_classifier.safetensors",)),
-    Entry(r"hilr learner demos=data/real_demos", budget=("learner.batch_size=16", f"loop.learning_starts={ACTOR_STEPS - 30}",
-                                                         "loop.publish_every=5", "loop.checkpoint_every_s=2",
-                                                         "loop.idle_exit_s=5", "torch_threads=1", *PORTS),
-          role="learner"),
-    Entry(r"hilr actor robot=ros_franka", budget=(f"actor.total_steps={ACTOR_STEPS}", "actor.max_steps_per_s=25",
-                                                  "progress=false", "flush_timeout_s=60", *PORTS),
+    Entry(r"hilr learner demos=data/real_demos", budget=("learner.batch_size=16", *LEARNER_BUDGET), role="learner"),
+    Entry(r"hilr actor robot=ros_franka", budget=ACTOR_BUDGET,
           role="actor", makes=("runs/actor/latest/actor_summary.json",)),
     Entry(r"hilr eval robot=ros_franka", budget=("episodes=1", "progress=false"),
           makes=("runs/eval/latest/eval_summary.json",)),
