@@ -57,6 +57,11 @@ class RewardStudyConfig:
         env_steps: online env steps of the learning run (0: no learning run).
         eval_every: env steps between evaluations.
         eval_episodes: episodes per evaluation point (the study's fixed reset seeds).
+        process_steps: env steps of the three-process run (``hilr sim-robot`` + ``hilr learner`` +
+            ``hilr actor reward=classifier``, real time over ROS2 and ZMQ; 0: not run).
+        process_eval_every: env steps between the three-process run's evaluated checkpoints.
+        process_timeout_s: the three-process run fails when its actor has not finished by then, s.
+        ros_domain_id: ROS_DOMAIN_ID of the three-process run (kept apart from other ROS2 work).
         out_dir: where everything goes (resumable).
     """
 
@@ -75,6 +80,10 @@ class RewardStudyConfig:
     env_steps: int = 20000
     eval_every: int = 5000
     eval_episodes: int = 100
+    process_steps: int = 0
+    process_eval_every: int = 2500
+    process_timeout_s: float = 5400.0
+    ros_domain_id: int = 77
     out_dir: str = "docs/results/reward_study"
 
 
@@ -243,6 +252,15 @@ def run_study(cfg: RewardStudyConfig, progress: bool = True) -> dict[str, Any]:
         result["learn"] = {"curve": run["curve"], "paired_difference_to_base": diff,
                            "intervention_steps": run["intervention_steps"], "updates": run["updates"],
                            "seconds": run["seconds"]}
+    proc_path = out / f"processes_seed{cfg.seed}.json"
+    if cfg.process_steps and not proc_path.exists():
+        from learners.bench_reward_hil import run_processes
+
+        run_processes(cfg, out, base, demos, ckpt, study, base_eval, progress=progress)
+    if proc_path.exists():
+        run = json.loads(proc_path.read_text())
+        result["processes"] = {k: run[k] for k in ("curve", "paired_difference_to_base", "env_steps", "wall_s",
+                                                    "final_updates", "actor") if k in run}
     result["seconds"] = time.monotonic() - t0
     bl._write_json(out / f"reward_study_seed{cfg.seed}.json", result)
     return result
