@@ -92,7 +92,8 @@ def record(cfg: dict) -> dict:
         with keyboard:
             stats = record_episodes(wrapped, writer, cfg["episodes"], keyboard=keyboard, policy=policy,
                                     console=console, max_attempts=cfg["max_attempts"],
-                                    progress=cfg["progress"], seed=cfg["seed"])
+                                    progress=cfg["progress"], seed=cfg["seed"],
+                                    success_hold_steps=int(cfg.get("success_hold_steps") or 0))
     finally:
         console.close()
         if teleop is not None:

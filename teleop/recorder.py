@@ -38,6 +38,8 @@ class RecordStats:
         paths: the episode files written, in order.
         quit: the operator pressed quit.
         interrupted: Ctrl-C ended the session (the running episode was discarded).
+        held_success_frames: extra success frames recorded while the operator held the success
+            state (``success_hold_steps``).
     """
 
     kept: int = 0
@@ -49,6 +51,7 @@ class RecordStats:
     paths: list = dataclasses.field(default_factory=list)
     quit: bool = False
     interrupted: bool = False
+    held_success_frames: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly summary."""
@@ -79,7 +82,8 @@ def record_episodes(env: InterventionWrapper, writer: EpisodeWriter, n_episodes:
                     console: OperatorConsole | None = None,
                     policy: Any = None, max_attempts: int | None = None,
                     progress: bool = True, seed: int | None = None,
-                    on_step: Callable[[dict[str, Any]], None] | None = None) -> RecordStats:
+                    on_step: Callable[[dict[str, Any]], None] | None = None,
+                    success_hold_steps: int = 0) -> RecordStats:
     """Record until ``n_episodes`` episodes are kept, the operator quits, or attempts run out.
 
     Args:
@@ -95,6 +99,11 @@ def record_episodes(env: InterventionWrapper, writer: EpisodeWriter, n_episodes:
         progress: show a tqdm bar of kept episodes.
         seed: seed of the first reset (the env's RNG continues from there).
         on_step: called with the step's info (tests use it to crash mid-episode).
+        success_hold_steps: after a successful episode, keep the loop running this many more
+            steps while the operator holds the scene in its success state (the object lifted,
+            the peg inserted): their frames are written as extra positives for the reward
+            classifier (``EpisodeWriter.add_frames``), as hil-serl records many success frames
+            per attempt. ``f`` or ``r`` during the hold drops them; the episode file is unchanged.
 
     Returns:
         :class:`RecordStats`.
@@ -122,8 +131,8 @@ def record_episodes(env: InterventionWrapper, writer: EpisodeWriter, n_episodes:
             policy.reset()
             writer.begin(obs)
             status.episode, status.step = stats.attempts + stats.discarded, 0
-            label, env_success = _run_episode(env, writer, policy, keyboard, console, status,
-                                              stats, obs, on_step)
+            label, env_success, obs = _run_episode(env, writer, policy, keyboard, console, status,
+                                                   stats, obs, on_step)
             if label == "discard":
                 writer.discard()
                 stats.discarded += 1
@@ -145,6 +154,8 @@ def record_episodes(env: InterventionWrapper, writer: EpisodeWriter, n_episodes:
                 status.message = "failed episode dropped (keep_only_successful)"
             bar.set_postfix_str(status.line())
             log.info(status.message)
+            if success and success_hold_steps > 0 and writer.record_frames and not stats.quit:
+                _hold_success(env, writer, policy, keyboard, console, status, stats, obs, success_hold_steps)
     except KeyboardInterrupt:
         stats.interrupted = True
         log.warning("interrupted: running episode discarded, %d episodes saved this session",
@@ -177,12 +188,38 @@ def defer_sigint():
         raise KeyboardInterrupt
 
 
+def _hold_success(env, writer, policy, keyboard, console, status, stats, obs, steps: int) -> int:
+    """``steps`` more steps in the success state; their frames go to the writer as positives.
+
+    Returns the frames written (0 when the operator dropped the hold with ``f``/``r``, or quit)."""
+    held = []
+    status.message = f"hold the success state: {steps} frames"
+    for _ in range(steps):
+        for event in keyboard.poll():
+            if event in (EpisodeEvent.FAILURE, EpisodeEvent.RESET, EpisodeEvent.QUIT):
+                stats.quit = stats.quit or event is EpisodeEvent.QUIT
+                status.message = "success hold dropped"
+                log.info(status.message)
+                return 0
+        obs, _, _, _, info = env.step(policy.act(obs))
+        if isinstance(policy, HoldPolicy):
+            policy.gripper = float(info["action"][6])
+        held.append(obs)
+        if console:
+            console.update(obs, status)
+    path = writer.add_frames(held, [True] * len(held))
+    stats.held_success_frames += len(held)
+    log.info("%d success frames held (%s)", len(held), path.name)
+    return len(held)
+
+
 def _run_episode(env, writer, policy, keyboard, console, status, stats, obs, on_step):
     """Step one episode.
 
     Returns:
-        ``(label, env_success)``: label True/False (operator key), None (the env ended the
-        episode) or ``"discard"``; env_success: any step's info said success.
+        ``(label, env_success, obs)``: label True/False (operator key), None (the env ended the
+        episode) or ``"discard"``; env_success: any step's info said success; obs: the last
+        observation.
     """
     start = time.monotonic()
     paused = False
@@ -192,14 +229,14 @@ def _run_episode(env, writer, policy, keyboard, console, status, stats, obs, on_
             if event is EpisodeEvent.PAUSE:
                 paused = not paused
             elif event is EpisodeEvent.RESET:
-                return "discard", env_success
+                return "discard", env_success, obs
             elif event is EpisodeEvent.SUCCESS:
-                return True, env_success
+                return True, env_success, obs
             elif event is EpisodeEvent.FAILURE:
-                return False, env_success
+                return False, env_success, obs
             elif event is EpisodeEvent.QUIT:
                 stats.quit = True
-                return False, env_success
+                return False, env_success, obs
         status.elapsed_s = time.monotonic() - start
         if paused:
             status.controller = "paused"
@@ -224,4 +261,4 @@ def _run_episode(env, writer, policy, keyboard, console, status, stats, obs, on_
         if on_step:
             on_step(info)
         if terminated or truncated:
-            return None, env_success
+            return None, env_success, obs

@@ -251,3 +251,36 @@ def test_pause_holds_the_loop_until_resumed(tmp_path):
     t.join()
     assert seen["at_pause"] == seen["after_wait"] == 2  # no step while paused
     assert stats.kept == 1 and stats.steps > 2
+
+
+def test_success_hold_records_extra_positive_frames_and_f_drops_them(tmp_path):
+    """After a success the operator holds the scene: those frames become classifier positives
+    (their own frames file, no episode file); `f` during a hold drops it."""
+    env = make_env(ENV_CFG)
+    op = make_teleoperator({"type": "sim_operator", "task": "pick_cube", "skill": 1.0, "seed": 3})
+    op.connect()
+    env = InterventionWrapper(env, op, always_active=True, clock="steps")
+    kb = KeyboardControl()
+    writer = EpisodeWriter(tmp_path, fps=10, task="pick_cube", observation_space=env.observation_space,
+                           action_space=env.action_space)
+    stats = record_episodes(env, writer, 2, keyboard=kb, progress=False, seed=0, success_hold_steps=6)
+    assert stats.kept == 2 and stats.successes >= 1, stats
+    assert stats.held_success_frames == 6 * stats.successes
+    frames = load_frames(tmp_path)
+    # every successful attempt adds one frames file of 6 positives after its own
+    assert len(list_frames(tmp_path)) == stats.attempts + stats.successes
+    assert frames["label"].sum() >= 6 * stats.successes + stats.successes
+    assert len(list_episodes(tmp_path)) == 2  # the episode files are unchanged by the holds
+
+    # a failure key during the hold drops the held frames
+    writer2 = EpisodeWriter(tmp_path / "b", fps=10, task="pick_cube", observation_space=env.observation_space,
+                            action_space=env.action_space)
+    before = len(list_frames(tmp_path / "b")) if (tmp_path / "b" / "frames").exists() else 0
+
+    def press_f_after_success(info):
+        if info.get("success"):
+            kb.feed_char("f")
+    stats2 = record_episodes(env, writer2, 1, keyboard=kb, progress=False, seed=10, success_hold_steps=6,
+                             on_step=press_f_after_success)
+    assert stats2.successes == 1 and stats2.held_success_frames == 0
+    assert len(list_frames(tmp_path / "b")) - before == stats2.attempts
