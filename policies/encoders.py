@@ -6,8 +6,9 @@ image. :class:`ObservationEncoder` turns a batch of such dicts (tensors with a l
 dim) into one feature vector per sample: one image encoder per camera (conv backbone,
 learned spatial embedding, bottleneck) concatenated with the state.
 
-Backbones: a small DrQ-style conv net, or a ResNet-10/18 whose pretrained weights come from
-a LOCAL safetensors file (torchvision key names); nothing is ever downloaded.
+Backbones: a small DrQ-style conv net, a ResNet-10/18 whose pretrained weights come from a
+LOCAL safetensors file (torchvision key names), or hil-serl's ResNet-10 loading hil-serl's own
+local weight file (:mod:`policies.hilserl_resnet`); nothing is ever downloaded.
 """
 
 from __future__ import annotations
@@ -79,8 +80,12 @@ class EncoderConfig:
     """How images are encoded (the ``policy.encoder`` / ``learner.encoder`` config node).
 
     Attributes:
-        backbone: ``"small_conv"``, ``"resnet10"`` or ``"resnet18"``.
-        pretrained: local safetensors file of backbone weights (torchvision key names), or None.
+        backbone: ``"small_conv"``, ``"resnet10"`` or ``"resnet18"`` (torchvision layout, BatchNorm),
+            or ``"hilserl_resnet10"``: hil-serl's ImageNet ResNet-10 (GroupNorm, flax padding;
+            :mod:`policies.hilserl_resnet`), which loads hil-serl's own ``resnet10_params.pkl``.
+        pretrained: local file of backbone weights, or None: safetensors with torchvision key
+            names for ``resnet10``/``resnet18``; hil-serl's ``.pkl`` (or ``.npz``/``.safetensors``)
+            for ``hilserl_resnet10``. Never downloaded.
         freeze_backbone: keep the backbone fixed (eval mode, no grads).
         channels: width of the small conv net / base width of the ResNet.
         pooling: ``"spatial_embedding"`` (hil-serl's learned spatial embedding) or ``"avg"``.
@@ -103,7 +108,7 @@ class EncoderConfig:
     image_size: int | None = None
 
     def __post_init__(self) -> None:
-        if self.backbone not in ("small_conv", "resnet10", "resnet18"):
+        if self.backbone not in ("small_conv", "resnet10", "resnet18", "hilserl_resnet10"):
             raise ValueError(f"unknown backbone {self.backbone!r}")
         if self.pooling not in ("spatial_embedding", "avg"):
             raise ValueError(f"unknown pooling {self.pooling!r}")
@@ -235,6 +240,10 @@ class ImageEncoder(nn.Module):
             h = w = cfg.image_size
         if cfg.backbone == "small_conv":
             self.backbone: nn.Module = SmallConvEncoder(c, cfg.channels)
+        elif cfg.backbone == "hilserl_resnet10":
+            from policies.hilserl_resnet import HilSerlResNet10
+
+            self.backbone = HilSerlResNet10(cfg.channels, cfg.pretrained)
         else:
             self.backbone = ResNetEncoder(int(cfg.backbone[6:]), cfg.channels, cfg.pretrained)
         self.backbone.eval()  # shape probe with one image: BatchNorm needs eval mode
