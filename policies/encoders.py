@@ -28,6 +28,13 @@ _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def register_imagenet_stats(module: nn.Module) -> None:
+    """Give ``module`` the ImageNet ``mean``/``std`` buffers (``(1, 3, 1, 1)``, not saved) that a
+    pretrained backbone normalises its [0, 1] input with."""
+    module.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+    module.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+
 def is_image(shape: tuple[int, ...], dtype: Any) -> bool:
     """The contract's image test: uint8 with 3 dims ``(H, W, C)``."""
     return np.dtype(dtype) == np.uint8 and len(shape) == 3
@@ -177,8 +184,7 @@ class ResNetEncoder(nn.Module):
             setattr(self, f"layer{i + 1}", nn.Sequential(*stage))
             cin = cout
         self.out_channels = cin
-        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        register_imagenet_stats(self)
         if pretrained:
             self.load_local_weights(pretrained)
 

@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
+from policies.encoders import register_imagenet_stats
+
 GROUPS = 4
 JAX_TO_NPZ = ("python -c \"import pickle, numpy as np; from flax.traverse_util import flatten_dict; "
               "p = pickle.load(open('resnet10_params.pkl', 'rb')); "
@@ -103,8 +103,7 @@ class HilSerlResNet10(nn.Module):
             setattr(self, f"ResNetBlock_{i}", _Block(cin, cout, 2 if i > 0 else 1))
             cin = cout
         self.out_channels = cin
-        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        register_imagenet_stats(self)
         if pretrained:
             self.load_local_weights(pretrained)
 
