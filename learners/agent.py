@@ -185,6 +185,19 @@ def batch_to_torch(batch: Mapping[str, Any], device: torch.device) -> dict[str, 
     return out
 
 
+def adopt_base_backbone(encoder: ObservationEncoder, base: Any) -> None:
+    """``encoder.backbone_from=base``: each camera's backbone becomes the BC base policy's.
+
+    Raises:
+        ValueError: no base policy, or one without an image encoder (e.g. TorchScript).
+    """
+    source = getattr(getattr(base, "model", None), "encoder", None)
+    if source is None:
+        raise ValueError("encoder.backbone_from=base needs the BC base policy with cameras (base_policy=<bc .safetensors>"
+                         f"{'' if base is None else f'; got a {type(base).__name__} without an image encoder'})")
+    encoder.load_backbones(source)
+
+
 class Agent:
     """Residual (or RLPD) agent: encoder, actor, critic ensemble, targets, optimisers.
 
@@ -193,9 +206,12 @@ class Agent:
         cfg: hyper-parameters.
         base_policy: the frozen base (actor side). None -> zeros (learner side never needs it:
             base actions travel in the transitions).
+        backbone_source: the BC base whose camera backbones ``encoder.backbone_from=base``
+            copies (the learner's; defaults to ``base_policy``).
     """
 
-    def __init__(self, spec: ObsSpec, cfg: AgentConfig, base_policy: BasePolicy | None = None) -> None:
+    def __init__(self, spec: ObsSpec, cfg: AgentConfig, base_policy: BasePolicy | None = None,
+                 backbone_source: BasePolicy | None = None) -> None:
         self.spec, self.cfg = dict(spec), cfg
         check_base_fits(base_policy, self.spec)
         self.device = torch.device(cfg.device)
@@ -207,6 +223,8 @@ class Agent:
         self.scale = torch.as_tensor(self.scale_np, device=self.device)
         a = cfg.action_dim
         self.encoder = ObservationEncoder(spec, cfg.encoder, normalize_state=cfg.normalize_state).to(self.device)
+        if cfg.encoder.backbone_from == "base" and self.encoder.image_keys:
+            adopt_base_backbone(self.encoder, backbone_source or base_policy)
         self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         actor_cls = ACTORS[cfg.algo]
         kw = {"init_std": cfg.init_std} if cfg.algo == "sac" else {}

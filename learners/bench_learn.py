@@ -94,7 +94,9 @@ class StudyConfig:
         bc_hidden: BC MLP widths.
         bc_chunk: BC action chunk size H (executed receding, H/2 actions per chunk).
         per_task: overrides of ``demos``/``expert_noise``/``bc_steps``/``bc_chunk``/``env_steps``/
-            ``eval_every``/``eval_episodes`` keyed by variant (``pick_cube/image``) or task (``peg_insert``).
+            ``eval_every``/``eval_episodes`` keyed by variant (``pick_cube/image``) or task (``peg_insert``),
+            and ``agent`` (merged into ``agent``: ``pick_cube/image`` freezes the BC base's conv trunk
+            and caches its features, ``IMAGE_AGENT``).
         env_steps: online env steps per learning run.
         eval_every: env steps between deterministic evaluations.
         eval_episodes: episodes per evaluation, on the reset seeds ``eval_seed + i`` (the same
@@ -160,7 +162,7 @@ class StudyConfig:
 
 
 PER_VARIANT_KEYS = ("demos", "expert_noise", "bc_steps", "bc_chunk", "bc_hidden", "env_steps", "eval_every",
-                    "eval_episodes")
+                    "eval_episodes", "agent")
 
 
 def variant_study(study: StudyConfig, variant: str) -> StudyConfig:
@@ -170,16 +172,24 @@ def variant_study(study: StudyConfig, variant: str) -> StudyConfig:
     unknown = sorted(set(values) - set(PER_VARIANT_KEYS))
     if unknown:
         raise ValueError(f"per_task keys {unknown} are not per-variant settings {PER_VARIANT_KEYS}")
+    if "agent" in values:  # merged into the study's agent overrides (the encoder node too), not replacing them
+        agent = {**study.agent, **values["agent"]}
+        agent["encoder"] = {**study.agent.get("encoder", {}), **values["agent"].get("encoder", {})}
+        values["agent"] = agent
     return dataclasses.replace(study, **values)
 
 
+# images on a CPU: the residual's critic and actor see each camera through the BC base's own conv
+# trunk, frozen, its features cached in replay once per frame (`learner.cache_features`)
+IMAGE_AGENT = {"cache_features": True, "encoder": {"freeze_backbone": True, "backbone_from": "base"}}
 # 4000 steps: the first 2000 are the recipe's held-noise warm-up, the next 2000 show the residual acting
 QUICK = dict(variants=("pick_cube/state",), seeds=2, methods=("bc", "residual", "residual_hil"), env_steps=4000,
-             eval_every=2000, eval_episodes=20, diagnostics=False)
+             eval_every=2000, eval_episodes=20, diagnostics=False,
+             per_task={"pick_cube/image": {"agent": IMAGE_AGENT}})
 FULL: dict[str, Any] = {"variants": ("pick_cube/state", "peg_insert/state"), "per_task": {
     # 2 mm clearance: a 300-step BC base never inserts; 6000 steps on 20 near-perfect demos gives ~30 %
     "peg_insert": {"demos": 20, "expert_noise": 0.02, "bc_steps": 6000, "bc_chunk": 1, "bc_hidden": (256, 256)},
-    "pick_cube/image": {"bc_steps": 600, "env_steps": 5000, "eval_every": 2500, "eval_episodes": 50},
+    "pick_cube/image": {"bc_steps": 600, "env_steps": 20000, "eval_every": 5000, "agent": IMAGE_AGENT},
 }}
 
 
@@ -276,7 +286,9 @@ def train_base(demos: list[dict[str, np.ndarray]], study: StudyConfig, seed: int
     from policies.bc import BCBasePolicy, BCConfig
     from policies.encoders import EncoderConfig
 
-    enc = EncoderConfig(**study.agent.get("encoder", {})) if images else EncoderConfig()
+    # BC trains its own encoder: the agent's frozen-backbone settings are the residual's, not the base's
+    bc_enc = {k: v for k, v in study.agent.get("encoder", {}).items() if k not in ("freeze_backbone", "backbone_from")}
+    enc = EncoderConfig(**bc_enc) if images else EncoderConfig()
     h = study.bc_chunk
     pcfg = BCConfig(hidden=study.bc_hidden, chunk_size=h, execution="receding", execute_steps=max(1, h // 2), encoder=enc)
     tcfg = BCTrainConfig(steps=study.bc_steps, batch_size=128, lr=1e-3, val_fraction=0.0,
@@ -352,7 +364,14 @@ def run_method(name: str, variant: str, study: StudyConfig, seed: int, base: Any
         spec = obs_spec_from_space(env.observation_space)
         acfg = agent_config(learner_values(name, study, seed, files), action_dim=int(env.action_space.shape[0]))
         agent = Agent(spec, acfg, base)
-        replay = build_replay(spec, acfg)
+        if acfg.cache_features:  # the frozen backbone runs once per stored frame, as in `hilr learner`
+            from learners.feature_cache import FeatureCache
+
+            cache = FeatureCache(agent.encoder)
+            replay = build_replay(cache.replay_spec(), acfg)
+            replay.online.frame_transform = replay.demo.frame_transform = cache.frame
+        else:
+            replay = build_replay(spec, acfg)
         scale = acfg.scale_array()
         for ep in demos:
             replay.demo.add_episode(ep if acfg.mode != "rlpd" else {k: v for k, v in ep.items() if k != "base_action"},

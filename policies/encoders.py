@@ -101,6 +101,11 @@ class EncoderConfig:
         shared_across_cameras: one encoder for all cameras instead of one per camera.
         augment_pad: DrQ random-shift pad in px during training (0 disables).
         image_size: resize images to this square size first (None keeps the camera's size).
+        backbone_from: ``"base"``: each camera's backbone starts as the frozen BC base policy's
+            (same backbone, channels and image size): the conv trunk that BC trained on the
+            task's own images, so a frozen backbone with cached features sees what the base sees,
+            and the actor and learner, loading the same base file, compute the same features.
+            None: random init or ``pretrained``.
     """
 
     backbone: str = "small_conv"
@@ -113,6 +118,7 @@ class EncoderConfig:
     shared_across_cameras: bool = False
     augment_pad: int = 4
     image_size: int | None = None
+    backbone_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.backbone not in ("small_conv", "resnet10", "resnet18", "hilserl_resnet10"):
@@ -121,6 +127,8 @@ class EncoderConfig:
             raise ValueError(f"unknown pooling {self.pooling!r}")
         if self.pretrained is not None and self.backbone == "small_conv":
             raise ValueError("pretrained weights are only supported for resnet backbones")
+        if self.backbone_from not in (None, "base"):
+            raise ValueError(f"encoder.backbone_from is {self.backbone_from!r}; expected null or 'base'")
 
 
 class SmallConvEncoder(nn.Module):
@@ -374,6 +382,25 @@ class ObservationEncoder(nn.Module):
             raise ValueError("state stats must be finite")
         self.state_mean.copy_(mean)
         self.state_std.copy_(std)
+
+    @torch.no_grad()
+    def load_backbones(self, source: "ObservationEncoder", what: str = "the base policy") -> None:
+        """Copy each camera's backbone weights from ``source`` (e.g. a BC policy's encoder).
+
+        Raises:
+            ValueError: ``source`` lacks one of the cameras, or its backbone has another
+                architecture (names the camera and the first differing tensor).
+        """
+        for k in self.image_keys:
+            if k not in getattr(source, "image_keys", ()):
+                raise ValueError(f"encoder.backbone_from: {what} has no camera {k!r} (it has {list(getattr(source, 'image_keys', []))})")
+            dst, src = self.encoder_for(k), source.encoder_for(k)
+            if (dst.cfg.backbone, dst.cfg.channels, dst.cfg.image_size) != (src.cfg.backbone, src.cfg.channels, src.cfg.image_size):
+                raise ValueError(
+                    f"encoder.backbone_from: camera {k!r} of {what} has backbone {src.cfg.backbone} x{src.cfg.channels} "
+                    f"at {src.cfg.image_size} px, this encoder {dst.cfg.backbone} x{dst.cfg.channels} at "
+                    f"{dst.cfg.image_size} px: set learner.encoder.backbone/channels/image_size to the base's")
+            dst.backbone.load_state_dict(src.backbone.state_dict())
 
     def encoder_for(self, key: str) -> ImageEncoder:
         """The image encoder used for camera ``key``."""

@@ -56,7 +56,14 @@ def run_learner(cfg: dict, out_dir: Path) -> dict:
         if space.get("shape"):
             extra["action_dim"] = int(space["shape"][0])
     acfg = agent_config(cfg["learner"], device=device, **extra)
-    agent = Agent(spec, acfg)
+    backbone_source = None
+    if acfg.encoder.backbone_from == "base":  # the frozen camera backbones are the BC base's (same file as the actor's)
+        if not cfg.get("base_policy"):
+            raise ValueError("learner.encoder.backbone_from=base needs base_policy=<the actor's BC .safetensors>")
+        from policies.base import load_base_policy
+
+        backbone_source = load_base_policy(cfg["base_policy"])
+    agent = Agent(spec, acfg, backbone_source=backbone_source)
     cache = None
     if acfg.cache_features:  # the frozen backbone runs once per stored frame; replay holds its features
         from learners.feature_cache import FeatureCache

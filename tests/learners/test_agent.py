@@ -244,3 +244,38 @@ def test_a_base_trained_on_another_observation_layout_is_refused_with_the_likely
     with pytest.raises(ValueError, match="privileged_state / camera"):
         Agent({"state": ((20,), "float32")}, AgentConfig(**SMALL), base)
     Agent({"state": ((28,), "float32")}, AgentConfig(**SMALL), base)  # the layout it was trained on
+
+
+def test_backbone_from_base_uses_the_bc_policys_conv_trunk_on_both_sides(tmp_path):
+    """encoder.backbone_from=base: the residual's frozen camera backbone is the BC base's, so an
+    actor and a learner built with different seeds compute the same cached features."""
+    from policies.bc import BCBasePolicy, BCConfig, BCPolicy, load_bc_policy, save_bc_policy
+
+    spec = {"state": ((6,), "float32"), "front": ((32, 32, 3), "uint8")}
+    enc = {"channels": 8, "latent_dim": 8, "image_size": 32}
+    torch.manual_seed(5)
+    bc = BCPolicy(spec, BCConfig(hidden=(32,), chunk_size=1, execute_steps=1, encoder=enc))
+    save_bc_policy(tmp_path / "bc.safetensors", bc)
+    base = load_bc_policy(tmp_path / "bc.safetensors")
+    cfg = dict(encoder={**enc, "freeze_backbone": True, "backbone_from": "base"}, cache_features=True, **SMALL)
+    actor_side = Agent(spec, AgentConfig(seed=1, **cfg), base)
+    learner = Agent(spec, AgentConfig(seed=2, **cfg), backbone_source=load_bc_policy(tmp_path / "bc.safetensors"))
+    want = bc.encoder.encoders["front"].backbone.state_dict()
+    for agent in (actor_side, learner):
+        for enc_ in (agent.encoder, agent.target_encoder):
+            got = enc_.encoders["front"].backbone.state_dict()
+            assert all(torch.equal(got[k], want[k]) for k in want)
+    frames = {"front": np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)}
+    np.testing.assert_array_equal(actor_side.encoder.featurize(frames)["front"], learner.encoder.featurize(frames)["front"])
+    # without backbone_from, different seeds give different random trunks
+    other = Agent(spec, AgentConfig(seed=2, **{**cfg, "encoder": {**enc, "freeze_backbone": True}}))
+    assert not np.array_equal(other.encoder.featurize(frames)["front"], learner.encoder.featurize(frames)["front"])
+
+    with pytest.raises(ValueError, match="needs the BC base policy with cameras"):
+        Agent(spec, AgentConfig(**cfg), ConstantBase())
+    with pytest.raises(ValueError, match="needs the BC base policy"):
+        Agent(spec, AgentConfig(**cfg))
+    with pytest.raises(ValueError, match=r"camera 'front' of the base policy has backbone small_conv x8 at 32 px, "
+                                         r"this encoder small_conv x16"):
+        Agent(spec, AgentConfig(**{**cfg, "encoder": {**cfg["encoder"], "channels": 16}}), base)
+    assert isinstance(base, BCBasePolicy)
