@@ -10,8 +10,9 @@ against the same BC base (``base_eval_seed<k>.json``), in process.
 
 Everything lives under ``<out_dir>/processes_seed<k>/`` (the base checkpoint, the demo dataset,
 the three run directories, logs); the result goes to ``<out_dir>/processes_seed<k>.json``, and a
-finished seed is skipped on restart. A run that dies part-way is redone whole (the learner's
-checkpoints of an unfinished run are not a result).
+finished seed is skipped on restart. A run whose processes finished but whose evaluation did
+not is only evaluated; a run that died part-way is redone whole (the learner's checkpoints of an
+unfinished run are not a result).
 """
 
 from __future__ import annotations
@@ -120,30 +121,22 @@ def checkpoints_by_env_steps(checkpoint_dir: Path) -> list[tuple[int, int, Path]
 
 def run_processes(cfg: Any, out: Path, base: Any, demos: list[dict[str, np.ndarray]],
                   checkpoint: Path, study: Any, base_eval: Mapping[str, Any], progress: bool = True) -> dict[str, Any]:
-    """One seed of the three-process run; returns (and writes) its result."""
+    """One seed of the three-process run; returns (and writes) its result. A run whose processes
+    finished (actor summary and a checkpoint of every step) is evaluated, not run again."""
     from learners import bench_learn as bl
-    from policies.bc import save_bc_policy
+    from robot_env.dataset import list_episodes
 
     seed = cfg.seed
     work = out / f"processes_seed{seed}"
-    shutil.rmtree(work, ignore_errors=True)  # an unfinished run is redone whole
-    work.mkdir(parents=True)
-    base_path = save_bc_policy(work / "base.safetensors", base.model)
-    n_demos = write_demos(work / "demos", demos, cfg.task)
+    base_path, demo_dir = work / "base.safetensors", work / "demos"
     values = bl.learner_values("residual_hil", study, seed)
     recipe = learner_overrides(values)
     ports = (f"transport.transitions_port={free_port()}", f"transport.weights_port={free_port()}")
-    env = {**os.environ, "ROS_DOMAIN_ID": str(cfg.ros_domain_id), "PYTHONUNBUFFERED": "1"}
-    log.info("bench reward: 3 processes (sim-robot, learner, actor), %d env steps, %d demos, ROS_DOMAIN_ID=%d",
-             cfg.process_steps, n_demos, cfg.ros_domain_id)
-    t0 = time.monotonic()
-    sim = _popen(["sim-robot", f"hydra.run.dir={work / 'sim'}", f"task={cfg.task}", "~camera.wrist",
-                  f"node.seed={seed}"], work / "sim.log", env)
-    learner = _popen(["learner", f"hydra.run.dir={work / 'learner'}", f"demos={work / 'demos'}",
-                      f"base_policy={base_path}", f"++learner.seed={seed}", *recipe,
-                      f"loop.learning_starts={study.learning_starts}", "loop.checkpoint_every_s=20",
-                      "loop.keep_checkpoints=100000", "loop.idle_exit_s=20", "torch_threads=1", *ports],
-                     work / "learner.log", env)
+    sim_cmd = ["sim-robot", f"hydra.run.dir={work / 'sim'}", f"task={cfg.task}", "~camera.wrist", f"node.seed={seed}"]
+    learner_cmd = ["learner", f"hydra.run.dir={work / 'learner'}", f"demos={demo_dir}", f"base_policy={base_path}",
+                   f"++learner.seed={seed}", *recipe, f"loop.learning_starts={study.learning_starts}",
+                   "loop.checkpoint_every_s=20", "loop.keep_checkpoints=100000", "loop.idle_exit_s=20",
+                   "resume=false", "torch_threads=1", *ports]
     actor_cmd = ["actor", f"hydra.run.dir={work / 'actor'}", "robot=ros_sim", "camera=ros_sim", "~camera.wrist",
                  f"task={cfg.task}", f"task.image_size=[{cfg.image_size},{cfg.image_size}]",
                  "privileged_state=true", "+obs_keys=[state]", f"base_policy={base_path}",
@@ -152,6 +145,77 @@ def run_processes(cfg: Any, out: Path, base: Any, demos: list[dict[str, np.ndarr
                  f"teleop.seed={seed}", f"++learner.seed={seed}", *recipe, f"actor.total_steps={cfg.process_steps}",
                  f"actor.seed={seed * 1000}", "actor.log_every_episodes=25", "labels.keyboard=false",
                  "progress=false", "flush_timeout_s=120", *ports]
+    if finished_run(work, cfg.process_steps):  # the processes finished earlier; only the evaluation was lost
+        log.info("bench reward: the 3-process run in %s is complete; evaluating its checkpoints", work)
+    else:
+        _run_three(cfg, work, base, demos, sim_cmd, learner_cmd, actor_cmd)
+    summary = json.loads((work / "actor" / "actor_summary.json").read_text())
+    checkpoints = checkpoints_by_env_steps(work / "learner" / "checkpoints")
+    curve, successes, points = evaluate_checkpoints(checkpoints, base, study, cfg, base_eval, progress)
+    diff = bl.paired_difference([{"successes": successes}], [base_eval["successes"]])
+    result = {"env_steps": cfg.process_steps, "wall_s": _log_span_s(work), "demos": len(list_episodes(demo_dir)),
+              "curve": curve, "successes": successes, "evaluated_checkpoints": points,
+              "paired_difference_to_base": diff,
+              "final_updates": checkpoints[-1][1], "learner_env_steps": checkpoints[-1][0],
+              "learner_resumed_env_steps": _resumed_env_steps(work / "learner.log"),
+              "actor": {k: summary.get(k) for k in ("episodes", "successes", "success_rate", "intervention_rate",
+                                                     "reward_sources", "disagreements", "classifier_audit",
+                                                     "overruns", "weight_updates", "env_steps")
+                        if k in summary},
+              "commands": {name: " ".join(["hilr", *c]) for name, c in
+                           (("sim_robot", sim_cmd), ("learner", learner_cmd), ("actor", actor_cmd))}}
+    bl._write_json(out / f"processes_seed{seed}.json", result)
+    return result
+
+
+def _resumed_env_steps(learner_log: Path) -> int:
+    """Transitions the learner found in its checkpoint folder at start (0 for a clean run; a
+    learner of an aborted earlier start of the same run can leave some)."""
+    m = re.search(r"resumed from \S+: (\d+) env steps", learner_log.read_text(errors="replace")) if learner_log.exists() else None
+    return int(m.group(1)) if m else 0
+
+
+def finished_run(work: Path, steps: int) -> bool:
+    """The actor finished its steps (its summary exists) and the learner checkpointed all of them."""
+    ckpts = checkpoints_by_env_steps(work / "learner" / "checkpoints") if (work / "learner").exists() else []
+    return (work / "actor" / "actor_summary.json").exists() and bool(ckpts) and ckpts[-1][0] >= steps
+
+
+_STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3})\]")
+
+
+def _log_span_s(work: Path) -> float | None:
+    """Seconds from the sim robot's first log line to the actor's last one (the run's wall time)."""
+    import datetime as dt
+
+    def stamps(path: Path) -> list[float]:
+        out = []
+        for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+            m = _STAMP.match(line)
+            if m:
+                out.append(dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S").timestamp() + int(m.group(2)) / 1000)
+        return out
+
+    first, last = stamps(work / "sim.log"), stamps(work / "actor.log")
+    return round(last[-1] - first[0], 1) if first and last else None
+
+
+def _run_three(cfg: Any, work: Path, base: Any, demos: list[dict[str, np.ndarray]], sim_cmd: list[str],
+               learner_cmd: list[str], actor_cmd: list[str]) -> None:
+    """Start the sim robot and the learner, run the actor to its step count, let the learner
+    checkpoint and exit; any process failing raises with the tail of its log."""
+    from policies.bc import save_bc_policy
+
+    shutil.rmtree(work, ignore_errors=True)  # an unfinished run is redone whole
+    work.mkdir(parents=True)
+    save_bc_policy(work / "base.safetensors", base.model)
+    n_demos = write_demos(work / "demos", demos, cfg.task)
+    env = {**os.environ, "ROS_DOMAIN_ID": str(cfg.ros_domain_id), "PYTHONUNBUFFERED": "1"}
+    log.info("bench reward: 3 processes (sim-robot, learner, actor), %d env steps, %d demos, ROS_DOMAIN_ID=%d",
+             cfg.process_steps, n_demos, cfg.ros_domain_id)
+    sim = _popen(sim_cmd, work / "sim.log", env)
+    learner = _popen(learner_cmd, work / "learner.log", env)
+    actor = None
     try:
         time.sleep(5.0)  # the node and the learner bind first (the actor would wait for them anyway)
         actor = _popen(actor_cmd, work / "actor.log", env)
@@ -171,32 +235,12 @@ def run_processes(cfg: Any, out: Path, base: Any, demos: list[dict[str, np.ndarr
             learner.wait(timeout=300)
         except subprocess.TimeoutExpired:
             _stop(learner)
-    finally:
-        for p in (learner, sim):
-            _stop(p)
-    wall = time.monotonic() - t0
-    summary = json.loads((work / "actor" / "actor_summary.json").read_text())
-    checkpoints = checkpoints_by_env_steps(work / "learner" / "checkpoints")
-    if not checkpoints:
-        raise RuntimeError(f"the learner wrote no checkpoint:\n{_tail(work / 'learner.log')}")
-    curve, successes, points = evaluate_checkpoints(checkpoints, base, study, cfg, base_eval, progress)
-    diff = bl.paired_difference([{"successes": successes}], [base_eval["successes"]])
-    result = {"env_steps": cfg.process_steps, "wall_s": round(wall, 1), "demos": n_demos,
-              "curve": curve, "successes": successes, "evaluated_checkpoints": points,
-              "paired_difference_to_base": diff,
-              "final_updates": checkpoints[-1][1], "learner_env_steps": checkpoints[-1][0],
-              "actor": {k: summary.get(k) for k in ("episodes", "successes", "success_rate", "intervention_rate",
-                                                     "reward_sources", "disagreements", "classifier_audit",
-                                                     "overruns", "weight_versions", "transitions_sent")
-                        if k in summary},
-              "commands": {"sim_robot": _popen_text(sim), "learner": _popen_text(learner),
-                           "actor": " ".join(["hilr", *actor_cmd])}}
-    bl._write_json(out / f"processes_seed{seed}.json", result)
-    return result
-
-
-def _popen_text(p: subprocess.Popen) -> str:
-    return " ".join(["hilr", *[str(a) for a in p.args[3:]]])  # type: ignore[index]
+    finally:  # Ctrl-C included: no process of this run outlives it (one would write into the next run's folder)
+        for p in (actor, learner, sim):
+            if p is not None:
+                _stop(p)
+    if not finished_run(work, cfg.process_steps):
+        raise RuntimeError(f"the learner did not checkpoint all {cfg.process_steps} steps:\n{_tail(work / 'learner.log')}")
 
 
 def evaluate_checkpoints(checkpoints: list[tuple[int, int, Path]], base: Any, study: Any, cfg: Any,
