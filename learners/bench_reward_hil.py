@@ -160,12 +160,21 @@ def run_processes(cfg: Any, out: Path, base: Any, demos: list[dict[str, np.ndarr
               "learner_resumed_env_steps": _resumed_env_steps(work / "learner.log"),
               "actor": {k: summary.get(k) for k in ("episodes", "successes", "success_rate", "intervention_rate",
                                                      "reward_sources", "disagreements", "classifier_audit",
-                                                     "overruns", "weight_updates", "env_steps")
+                                                     "weight_updates", "env_steps")
                         if k in summary},
+              "control_overruns": _overruns(work / "actor" / "episodes.jsonl"),
               "commands": {name: " ".join(["hilr", *c]) for name, c in
                            (("sim_robot", sim_cmd), ("learner", learner_cmd), ("actor", actor_cmd))}}
     bl._write_json(out / f"processes_seed{seed}.json", result)
     return result
+
+
+def _overruns(episodes_jsonl: Path) -> dict[str, int]:
+    """Control-period overruns of the actor's episodes (a CPU-starved box misses its 100 ms)."""
+    eps = [json.loads(line) for line in episodes_jsonl.read_text().splitlines() if line.strip()] \
+        if episodes_jsonl.exists() else []
+    per = [int(e.get("overruns", 0)) for e in eps]
+    return {"total": sum(per), "episodes_with_overruns": sum(1 for n in per if n), "episodes": len(per)}
 
 
 def _resumed_env_steps(learner_log: Path) -> int:

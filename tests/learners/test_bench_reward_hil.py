@@ -60,3 +60,11 @@ def test_finished_run_and_log_figures(tmp_path):
     (work / "learner.log").write_text("[..] - resumed from /x/step_000000000_000000081: 81 env steps, 0 updates\n")
     assert _resumed_env_steps(work / "learner.log") == 81
     assert _resumed_env_steps(work / "nothing.log") == 0
+
+
+def test_overruns_are_summed_from_the_actor_episode_log(tmp_path):
+    from learners.bench_reward_hil import _overruns
+
+    (tmp_path / "e.jsonl").write_text('{"overruns": 0}\n{"overruns": 3}\n\n{"overruns": 2}\n')
+    assert _overruns(tmp_path / "e.jsonl") == {"total": 5, "episodes_with_overruns": 2, "episodes": 3}
+    assert _overruns(tmp_path / "none.jsonl") == {"total": 0, "episodes_with_overruns": 0, "episodes": 0}
