@@ -60,6 +60,10 @@ class RewardStudyConfig:
         process_steps: env steps of the three-process run (``hilr sim-robot`` + ``hilr learner`` +
             ``hilr actor reward=classifier``, real time over ROS2 and ZMQ; 0: not run).
         process_eval_every: env steps between the three-process run's evaluated checkpoints.
+        process_ros_eval_episodes: also evaluate the base and the final checkpoint over ROS2 as
+            they were trained (``hilr sim-robot`` + ``hilr eval robot=ros_sim``, real time), this
+            many episodes each (0: not).
+        ros_eval_seed: the sim robot's ``node.seed`` (and the eval's reset seed) of that evaluation.
         process_timeout_s: the three-process run fails when its actor has not finished by then, s.
         ros_domain_id: ROS_DOMAIN_ID of the three-process run (kept apart from other ROS2 work).
         out_dir: where everything goes (resumable).
@@ -82,6 +86,8 @@ class RewardStudyConfig:
     eval_episodes: int = 100
     process_steps: int = 0
     process_eval_every: int = 2500
+    process_ros_eval_episodes: int = 0
+    ros_eval_seed: int = 50000
     process_timeout_s: float = 5400.0
     ros_domain_id: int = 77
     out_dir: str = "docs/results/reward_study"
@@ -257,10 +263,18 @@ def run_study(cfg: RewardStudyConfig, progress: bool = True) -> dict[str, Any]:
         from learners.bench_reward_hil import run_processes
 
         run_processes(cfg, out, base, demos, ckpt, study, base_eval, progress=progress)
+    ros_path = out / f"processes_seed{cfg.seed}_ros_eval.json"
+    if cfg.process_ros_eval_episodes and proc_path.exists() and not ros_path.exists():
+        from learners.bench_reward_hil import evaluate_over_ros
+
+        evaluate_over_ros(cfg, out)
     if proc_path.exists():
         run = json.loads(proc_path.read_text())
         result["processes"] = {k: run[k] for k in ("curve", "paired_difference_to_base", "env_steps", "wall_s",
                                                     "final_updates", "actor") if k in run}
+        if ros_path.exists():
+            ros = json.loads(ros_path.read_text())
+            result["processes"]["over_ros"] = {k: ros[k] for k in ("episodes", "base", "final", "paired_difference")}
     result["seconds"] = time.monotonic() - t0
     bl._write_json(out / f"reward_study_seed{cfg.seed}.json", result)
     return result

@@ -281,3 +281,51 @@ def evaluate_checkpoints(checkpoints: list[tuple[int, int, Path]], base: Any, st
     finally:
         env.close()
     return curve, successes, points
+
+
+def evaluate_over_ros(cfg: Any, out: Path, base_eval_episodes: int | None = None) -> dict[str, Any]:
+    """The base and the run's final checkpoint, each over ``process_ros_eval_episodes`` episodes
+    the way they were trained: ``hilr sim-robot`` + ``hilr eval robot=ros_sim``, real time, the
+    sim robot's own success as ground truth. Each evaluation starts a fresh sim robot with the
+    same ``node.seed``, so both see the same scenes in the same order (paired)."""
+    from learners import bench_learn as bl
+
+    seed, n = cfg.seed, int(cfg.process_ros_eval_episodes)
+    work = out / f"processes_seed{seed}"
+    final = checkpoints_by_env_steps(work / "learner" / "checkpoints")[-1]
+    env = {**os.environ, "ROS_DOMAIN_ID": str(cfg.ros_domain_id), "PYTHONUNBUFFERED": "1"}
+    outcomes: dict[str, list[bool]] = {}
+    commands: dict[str, str] = {}
+    for name, agent in (("base", None), ("final", final[2])):
+        run = work / f"ros_eval_{name}"
+        shutil.rmtree(run, ignore_errors=True)
+        run.mkdir(parents=True)
+        sim = _popen(["sim-robot", f"hydra.run.dir={run / 'sim'}", f"task={cfg.task}", "~camera.wrist",
+                      f"node.seed={cfg.ros_eval_seed}"], run / "sim.log", env)
+        cmd = ["eval", f"hydra.run.dir={run / 'eval'}", "robot=ros_sim", "camera=none", f"task={cfg.task}",
+               "privileged_state=true", f"base_policy={work / 'base.safetensors'}", f"episodes={n}",
+               f"seed={cfg.ros_eval_seed}", "progress=false", "tensorboard=false",
+               *([f"agent={agent / 'agent.safetensors'}"] if agent is not None else [])]
+        try:
+            time.sleep(3.0)
+            ev = _popen(cmd, run / "eval.log", env)
+            try:
+                ev.wait(timeout=cfg.process_timeout_s)
+            except subprocess.TimeoutExpired:
+                _stop(ev)
+                raise RuntimeError(f"hilr eval over ROS did not finish {n} episodes in {cfg.process_timeout_s} s") from None
+            if ev.returncode != 0:
+                raise RuntimeError(f"hilr eval over ROS exited {ev.returncode}:\n{_tail(run / 'eval.log')}")
+        finally:
+            _stop(sim)
+        eps = [json.loads(line) for line in (run / "eval" / "episodes.jsonl").read_text().splitlines() if line.strip()]
+        outcomes[name] = [bool(e["success"]) for e in eps][:n]
+        commands[name] = " ".join(["hilr", *cmd])
+        log.info("bench reward: over ROS, %s: success %.2f over %d episodes", name, np.mean(outcomes[name]), n)
+    d = np.asarray(outcomes["final"], float) - np.asarray(outcomes["base"], float)
+    result = {"episodes": n, "node_seed": cfg.ros_eval_seed, "final_checkpoint": final[2].name,
+              "final_env_steps": final[0], "base": float(np.mean(outcomes["base"])),
+              "final": float(np.mean(outcomes["final"])), "paired_difference": bl.paired_interval(d),
+              "successes": outcomes, "commands": commands}
+    bl._write_json(out / f"processes_seed{seed}_ros_eval.json", result)
+    return result
