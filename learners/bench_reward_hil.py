@@ -110,13 +110,15 @@ def _tail(path: Path, n: int = 30) -> str:
 
 
 def checkpoints_by_env_steps(checkpoint_dir: Path) -> list[tuple[int, int, Path]]:
-    """``(env_steps, updates, folder)`` of every learner checkpoint (``step_<updates>_<env steps>``)."""
+    """``(env_steps, updates, folder)`` of every learner checkpoint (``step_<updates>_<env steps>``,
+    ``_r<n>`` appended to a repeated name: an idle learner checkpoints the same counts again), in
+    order of writing."""
     out = []
     for p in checkpoint_dir.glob("step_*"):
-        m = re.fullmatch(r"step_(\d+)_(\d+)(?:_\d+)?", p.name)
+        m = re.fullmatch(r"step_(\d+)_(\d+)(?:_r(\d+))?", p.name)
         if m and (p / "agent.safetensors").exists():
-            out.append((int(m.group(2)), int(m.group(1)), p))
-    return sorted(out)
+            out.append((int(m.group(2)), int(m.group(1)), int(m.group(3) or 0), p))
+    return [(steps, updates, p) for steps, updates, _, p in sorted(out)]
 
 
 def run_processes(cfg: Any, out: Path, base: Any, demos: list[dict[str, np.ndarray]],

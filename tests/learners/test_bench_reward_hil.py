@@ -50,6 +50,11 @@ def test_finished_run_and_log_figures(tmp_path):
     (work / "learner" / "checkpoints" / "step_000000180_000000100" / "agent.safetensors").write_bytes(b"x")
     (work / "learner" / "checkpoints" / "step_000000010_000000040").mkdir()  # no agent file: ignored
     assert checkpoints_by_env_steps(work / "learner" / "checkpoints")[-1][:2] == (100, 180)
+    for name in ("step_000000180_000000100_r001", "step_000000180_000000100_r002"):  # an idle learner's repeats
+        (work / "learner" / "checkpoints" / name).mkdir()
+        (work / "learner" / "checkpoints" / name / "agent.safetensors").write_bytes(b"x")
+    assert [p.name for *_, p in checkpoints_by_env_steps(work / "learner" / "checkpoints")] == [
+        "step_000000180_000000100", "step_000000180_000000100_r001", "step_000000180_000000100_r002"]
     assert not finished_run(work, 100)  # no actor summary yet
     (work / "actor").mkdir()
     (work / "actor" / "actor_summary.json").write_text(json.dumps({"env_steps": 100}))
