@@ -186,7 +186,7 @@ IMAGE_AGENT = {"cache_features": True, "encoder": {"freeze_backbone": True, "bac
 QUICK = dict(variants=("pick_cube/state",), seeds=2, methods=("bc", "residual", "residual_hil"), env_steps=4000,
              eval_every=2000, eval_episodes=20, diagnostics=False,
              per_task={"pick_cube/image": {"agent": IMAGE_AGENT}})
-FULL: dict[str, Any] = {"variants": ("pick_cube/state", "peg_insert/state"), "per_task": {
+FULL: dict[str, Any] = {"variants": ("pick_cube/state", "peg_insert/state", "pick_cube/image"), "per_task": {
     # 2 mm clearance: a 300-step BC base never inserts; 6000 steps on 20 near-perfect demos gives ~30 %
     "peg_insert": {"demos": 20, "expert_noise": 0.02, "bc_steps": 6000, "bc_chunk": 1, "bc_hidden": (256, 256)},
     "pick_cube/image": {"bc_steps": 600, "env_steps": 20000, "eval_every": 5000, "agent": IMAGE_AGENT},
@@ -640,6 +640,12 @@ def run(cfg: dict) -> dict:
         learn = {"variants": ["gym/state"], **learn, "gym_env": env_group}
     study = study_config({"quick": quick, "learn": learn})
     result = run_study(study, progress=cfg.get("progress", True), runs_dir=out_dir / "runs" / name)
+    committed = not quick and out_dir == RESULTS and name == "learn_full"
+    if committed and not study.report_only and set(learn) - {"progress"}:
+        # a worker ran a share (some variants, methods or seeds): the committed report is the whole
+        # study's, summarised from every run file there, never just this worker's share
+        study = study_config({"quick": False, "learn": {"report_only": True}})
+        result = run_study(study, progress=False, runs_dir=out_dir / "runs" / name)
     result["quick"] = quick
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_json(out_dir / f"{name}.json", result)
@@ -650,7 +656,7 @@ def run(cfg: dict) -> dict:
         reference = json.loads(ref_path.read_text())
     rows = report.table_rows(result, reference, study.tolerance)
     print(report.format_table(rows, with_reference=reference is not None))
-    if not quick and out_dir == RESULTS and name == "learn_full":  # the committed study: refresh its docs tables
+    if committed:  # the committed study: refresh its docs tables
         report.update_markdown([REPO / "README.md", REPO / "docs" / "sections" / "benchmarks.md"],
                                report.format_table(rows, with_reference=False), report.run_rows(out_dir / "runs" / name))
     regressions = [r for r in rows if r.get("regression")]

@@ -24,7 +24,7 @@ def test_study_config_presets_and_validation():
     quick = bl.study_config({"quick": True})
     assert quick.variants == ("pick_cube/state",) and quick.seeds >= 2
     full = bl.study_config({"quick": False, "learn": {"seeds": None}})
-    assert full.seeds >= 3 and full.variants == ("pick_cube/state", "peg_insert/state")
+    assert full.seeds >= 3 and full.variants == ("pick_cube/state", "peg_insert/state", "pick_cube/image")
     assert full.env_steps >= 50_000 and full.eval_episodes >= 100
     assert bl.variant_study(full, "peg_insert/state").demos == 20
     with pytest.raises(ValueError, match="unknown method"):
