@@ -364,14 +364,12 @@ def run_method(name: str, variant: str, study: StudyConfig, seed: int, base: Any
         spec = obs_spec_from_space(env.observation_space)
         acfg = agent_config(learner_values(name, study, seed, files), action_dim=int(env.action_space.shape[0]))
         agent = Agent(spec, acfg, base)
+        cache = None
         if acfg.cache_features:  # the frozen backbone runs once per stored frame, as in `hilr learner`
             from learners.feature_cache import FeatureCache
 
             cache = FeatureCache(agent.encoder)
-            replay = build_replay(cache.replay_spec(), acfg)
-            replay.online.frame_transform = replay.demo.frame_transform = cache.frame
-        else:
-            replay = build_replay(spec, acfg)
+        replay = build_replay(spec, acfg, cache)
         scale = acfg.scale_array()
         for ep in demos:
             replay.demo.add_episode(ep if acfg.mode != "rlpd" else {k: v for k, v in ep.items() if k != "base_action"},

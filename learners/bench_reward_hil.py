@@ -34,7 +34,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
-# learner config keys that the hydra `learner` group of the actor and the learner both read
+# recipe keys not passed as overrides by learner_overrides (the seed goes on the command lines by itself)
 _SKIP_KEYS = ("seed",)
 
 

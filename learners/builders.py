@@ -112,11 +112,18 @@ def load_demo_buffer(replay: Any, dataset: str | Path | None, scale: np.ndarray,
     return added
 
 
-def build_replay(spec: Mapping[str, Any], agent_cfg: Any) -> Any:
-    """Online + demo buffers sized and discounted per the agent config."""
+def build_replay(spec: Mapping[str, Any], agent_cfg: Any, cache: Any = None) -> Any:
+    """Online + demo buffers sized and discounted per the agent config.
+
+    ``cache``: a :class:`learners.feature_cache.FeatureCache` (``learner.cache_features``): both
+    buffers store its frozen-backbone features in place of camera images, computed once per
+    stored frame (``spec`` is then the image layout the frames arrive in).
+    """
     from learners.replay import MixedReplay, ReplayBuffer
 
     kw = {"action_dim": agent_cfg.action_dim, "n_step": agent_cfg.n_step, "gamma": agent_cfg.gamma}
+    if cache is not None:
+        spec, kw["frame_transform"] = cache.replay_spec(), cache.frame
     online = ReplayBuffer(spec, agent_cfg.buffer_capacity, seed=agent_cfg.seed, **kw)
     demo = ReplayBuffer(spec, agent_cfg.demo_capacity, seed=agent_cfg.seed + 1, **kw)
     return MixedReplay(online, demo, agent_cfg.scale_array(), demo_ratio=agent_cfg.demo_ratio)

@@ -389,7 +389,7 @@ class ObservationEncoder(nn.Module):
 
         Raises:
             ValueError: ``source`` lacks one of the cameras, or its backbone has another
-                architecture (names the camera and the first differing tensor).
+                architecture, channels or image size (names the camera and both settings).
         """
         for k in self.image_keys:
             if k not in getattr(source, "image_keys", ()):

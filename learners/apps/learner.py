@@ -88,9 +88,7 @@ def run_learner(cfg: dict, out_dir: Path) -> dict:
                 agent.load(folder / "agent.safetensors")
         n = distributed.ShardedUpdater(agent, template_batch(replay_spec, acfg)).follow()
         return {"rank": distributed.rank(), "updates": n}
-    replay = build_replay(replay_spec, acfg)
-    if cache is not None:
-        replay.online.frame_transform = replay.demo.frame_transform = cache.frame
+    replay = build_replay(spec, acfg, cache)
     # acks wait for checkpoints: a killed learner loses nothing (the actors re-send)
     tcfg = transport_config(cfg["transport"], ack_policy="commit")
     # every transition is checked against this layout at the socket: a misconfigured actor
@@ -111,10 +109,10 @@ def run_learner(cfg: dict, out_dir: Path) -> dict:
         # resume (de-duplication state included) before the sockets open
         if not (cfg.get("resume", True) and loop.resume()):
             base = None
-            if cfg.get("base_policy") and acfg.mode == "residual":
+            if cfg.get("base_policy") and acfg.mode == "residual":  # only to label the demos' base actions
                 from policies.base import load_base_policy
 
-                base = load_base_policy(cfg["base_policy"])  # only to label the demos' base actions
+                base = backbone_source or load_base_policy(cfg["base_policy"])  # loaded once
             n = load_demo_buffer(replay, cfg.get("demos"), acfg.scale_array(), cfg.get("max_demo_episodes"), base)
             log.info("fresh start: %d demo transitions from %s", n, cfg.get("demos"))
         if distributed.world_size() > 1:  # after resume: every rank starts from the same weights

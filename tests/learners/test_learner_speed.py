@@ -240,8 +240,8 @@ def test_a_resumed_learner_keeps_caching_features(tmp_path):
     acfg = AgentConfig(encoder=FROZEN, cache_features=True, buffer_capacity=100, demo_capacity=50, **TINY)
     agent = Agent(CAM_SPEC, acfg)
     cache = FeatureCache(agent.encoder)
-    replay = build_replay(cache.replay_spec(), acfg)
-    replay.online.frame_transform = replay.demo.frame_transform = cache.frame
+    replay = build_replay(CAM_SPEC, acfg, cache)
+    assert replay.online.frame_transform == cache.frame and replay.demo.frame_transform == cache.frame
     loop = LearnerLoop(agent, replay, TransitionReceiver(fast_cfg()), None, LearnerLoopConfig(), tmp_path)
     rng = np.random.default_rng(1)
     for tr in _episode_stream(6, rng):
