@@ -26,7 +26,6 @@ import datetime as dt
 import logging
 import math
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from typing import Any
 import yaml
 
 from calibration.errors import CalibrationFileError, CalibrationMismatchWarning
+from robot_env.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -100,19 +100,7 @@ def save_calibration(cal: CalibrationFile, path: str | os.PathLike) -> Path:
     """Write ``cal`` atomically (temp file, fsync, rename); returns the path."""
     if cal.kind not in KINDS:
         raise CalibrationFileError(f"unknown calibration kind {cal.kind!r}; one of {KINDS}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = cal.to_yaml()
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    path = atomic_write(path, cal.to_yaml())
     log.info("wrote %s calibration to %s", cal.kind, path)
     return path
 
@@ -245,10 +233,7 @@ def record_camera_moved(moves_file: str | os.PathLike, serial: str, when: dt.dat
         raise CalibrationFileError(f"{moves_file}: expected a mapping serial -> timestamp")
     when = when or utc_now()
     doc[str(serial)] = when.isoformat()
-    moves_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = moves_file.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(doc, sort_keys=True))
-    os.replace(tmp, moves_file)
+    atomic_write(moves_file, yaml.safe_dump(doc, sort_keys=True))
     return when
 
 

@@ -47,6 +47,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from robot_env.atomic import atomic_write
+
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -481,10 +483,7 @@ def summarise(runs: list[dict[str, Any]], base_runs: list[list[bool]] | None = N
 
 def _write_json(path: Path, value: Any) -> None:
     """Atomic JSON write (a killed study never leaves a half-written run file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(value, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(value, indent=1, sort_keys=True) + "\n")
 
 
 def _seed_setup(variant: str, vs: StudyConfig, seed: int, scale: np.ndarray) -> tuple[Any, list, dict[str, Any], Any]:

@@ -26,6 +26,8 @@ import os
 import shutil
 from pathlib import Path
 
+from robot_env.atomic import atomic_write, fsync_dir
+
 log = logging.getLogger(__name__)
 
 MANIFEST = "MANIFEST.json"
@@ -39,15 +41,6 @@ class CorruptCheckpoint(RuntimeError):
 def _sha256(path: Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or file creation inside ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_manifest(folder: Path) -> dict:
@@ -98,13 +91,7 @@ def unique_name(checkpoint_dir: Path, name: str) -> str:
 
 def switch_latest(checkpoint_dir: Path, name: str) -> None:
     """Point ``LATEST`` at ``name`` atomically and durably."""
-    tmp = checkpoint_dir / ".LATEST.tmp"
-    with open(tmp, "w") as f:
-        f.write(name)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, checkpoint_dir / "LATEST")
-    fsync_dir(checkpoint_dir)
+    atomic_write(checkpoint_dir / "LATEST", name, sync_dir=True)
 
 
 def checkpoint_folders(checkpoint_dir: Path) -> list[Path]:
@@ -128,9 +115,9 @@ def candidates(checkpoint_dir: Path) -> list[Path]:
 
 
 def clean_stale(checkpoint_dir: Path) -> int:
-    """Remove ``.tmp-*`` folders and ``.LATEST.tmp`` left by a killed learner; returns how many."""
+    """Remove ``.tmp-*`` folders and ``.LATEST.*.tmp`` files left by a killed learner; returns how many."""
     n = 0
-    for p in list(checkpoint_dir.glob(".tmp-*")) + list(checkpoint_dir.glob(".LATEST.tmp")):
+    for p in list(checkpoint_dir.glob(".tmp-*")) + list(checkpoint_dir.glob(".LATEST.*tmp")):
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
         else:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Mapping
@@ -31,6 +30,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from policies.encoders import ObsSpec
+from robot_env.atomic import atomic_write
 
 TRANSITION_KEYS = ("action", "requested_action", "residual_action", "reward", "terminated", "truncated", "intervened")
 
@@ -268,20 +268,7 @@ class ReplayBuffer:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the buffer to one ``.npz`` (no pickle), atomically; returns the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **self.state_arrays())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        return atomic_write(path, lambda f: np.savez(f, **self.state_arrays()))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ReplayBuffer":

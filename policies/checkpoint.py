@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save as st_save
+
+from robot_env.atomic import atomic_write
 
 _TENSOR_TAG = "__tensor__"
 _META_KEY = "hilr"
@@ -85,24 +86,6 @@ def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return skeleton
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def save_checkpoint(path: str | os.PathLike, state: Any, metadata: dict[str, Any] | None = None) -> Path:
     """Save a nested ``state`` (+ JSON ``metadata``) to one safetensors file, atomically.
 
@@ -118,7 +101,7 @@ def save_checkpoint(path: str | os.PathLike, state: Any, metadata: dict[str, Any
     # safetensors refuses tensors that share storage; clone makes each leaf independent.
     tensors = {k: v.clone() for k, v in tensors.items()}
     header = json.dumps({"metadata": metadata or {}, "state": skeleton})
-    return atomic_write_bytes(path, st_save(tensors, metadata={_META_KEY: header}))
+    return atomic_write(path, st_save(tensors, metadata={_META_KEY: header}))
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Any, dict[str, Any]]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import time
 import zipfile
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from robot_env.app import UserError
+from robot_env.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -71,26 +71,12 @@ def space_to_json(space: Any) -> Any:
     raise DatasetError(f"cannot describe space {space!r} in meta.json")
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def save_npz_atomic(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     """Write ``arrays`` compressed to ``path`` atomically (temp file, fsync, rename)."""
     for key, value in arrays.items():
         if np.asarray(value).dtype == object:
             raise DatasetError(f"array {key!r} has dtype object; refusing to pickle it")
-    _atomic_write_bytes(Path(path), lambda f: np.savez_compressed(f, **arrays))
+    atomic_write(path, lambda f: np.savez_compressed(f, **arrays), sync_dir=True)
 
 
 def list_episodes(root: str | Path) -> list[Path]:
@@ -243,7 +229,7 @@ class EpisodeWriter:
             return old
         meta["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         text = json.dumps(meta, indent=2).encode()
-        _atomic_write_bytes(meta_path, lambda f: f.write(text))
+        atomic_write(meta_path, text, sync_dir=True)
         return meta
 
     @property

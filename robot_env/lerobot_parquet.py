@@ -13,7 +13,6 @@ neither ``datasets`` nor ``lerobot`` is.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from robot_env.dataset import DatasetError
+from robot_env.atomic import atomic_write
 
 
 def hf_feature(feature: dict[str, Any]) -> dict[str, Any]:
@@ -104,10 +104,7 @@ def write_episode_parquet(path: Path, columns: dict[str, np.ndarray], features: 
     table = pa.table({n: to_arrow(columns[n], features[n]) for n in names})
     hf_meta = {"info": {"features": {n: hf_feature(features[n]) for n in names}}}
     table = table.replace_schema_metadata({"huggingface": json.dumps(hf_meta)})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: pq.write_table(table, f))
 
 
 def read_episode_parquet(path: Path, features: dict[str, dict]) -> dict[str, np.ndarray]:

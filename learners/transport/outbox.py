@@ -18,6 +18,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from learners.transport import wire
+from robot_env.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -26,15 +27,6 @@ Key = tuple[int, int]  # (stream, seq)
 
 class OutboxFull(RuntimeError):
     """The outbox reached its RAM + disk limit; the learner has been gone too long."""
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class Outbox:
@@ -115,7 +107,7 @@ class Outbox:
                              "and has no spill directory")
         if self.disk_bytes + len(data) > self.max_disk_bytes:
             raise OutboxFull(f"outbox spill directory {self.directory} reached its {self.max_disk_bytes}-byte limit")
-        _atomic_write(self._path(key), data)
+        atomic_write(self._path(key), data)
         self._entries[key] = None
         self._disk_sizes[key] = len(data)
         self.disk_bytes += len(data)
@@ -147,7 +139,7 @@ class Outbox:
             raise OutboxFull("write-ahead needs a spill directory")
         if self.disk_bytes + len(data) > self.max_disk_bytes:  # read without a lock: an estimate
             raise OutboxFull(f"outbox spill directory {self.directory} reached its {self.max_disk_bytes}-byte limit")
-        _atomic_write(self._path(key), data)
+        atomic_write(self._path(key), data)
 
     def adopt(self, key: Key, size: int) -> None:
         """Register a frame already written by :meth:`write_ahead`."""
@@ -186,7 +178,7 @@ class Outbox:
         written = 0
         for key, data in list(self._entries.items()):
             if data is not None:
-                _atomic_write(self._path(key), data)
+                atomic_write(self._path(key), data)
                 self._entries[key] = None
                 self._disk_sizes[key] = len(data)
                 self.disk_bytes += len(data)
