@@ -341,7 +341,7 @@ def evaluate_paired(env: Any, act: Any, study: StudyConfig, reset: Any) -> dict[
 def run_method(name: str, variant: str, study: StudyConfig, seed: int, base: Any,
                demos: list[dict[str, np.ndarray]], base_eval: dict[str, Any],
                files: Mapping[str, dict] | None = None, probes: dict[str, Any] | None = None,
-               train_env: Callable[[], Any] | None = None) -> dict[str, Any]:
+               train_env: Callable[[], Any] | None = None, progress: bool = False) -> dict[str, Any]:
     """Train one method on one seed; returns its curve (with per-episode outcomes), counters and diagnostics.
 
     ``train_env`` builds the env it practises in (default: the variant's, like the evaluation
@@ -386,6 +386,7 @@ def run_method(name: str, variant: str, study: StudyConfig, seed: int, base: Any
             operator = OperatorOnReset(task, study.operator_skill, seed)
             env = operator.wrap(env)
         act = lambda o: agent.act(o, deterministic=True)[0]  # noqa: E731
+        t_start = time.monotonic()
         start = evaluate_paired(eval_env, act, study, agent.reset)
         successes, diagnostics = [start["successes"]], []
 
@@ -395,10 +396,14 @@ def run_method(name: str, variant: str, study: StudyConfig, seed: int, base: Any
             if probes is not None and acfg.mode == "residual":
                 m["critic_prefers_oracle"] = critic_prefers_oracle(agent, probes)
             diagnostics.append({"step": step, **m})
+            log.info("%s seed %d %s: %d env steps, success %.2f (base %.2f), %d updates, %.0f s",
+                     variant, seed, name, step, res["success_rate"], base_eval["success_rate"], agent.num_updates,
+                     time.monotonic() - t_start)
 
         res = run_online(env, agent, replay, study.env_steps, learning_starts=study.learning_starts,
                          eval_env=eval_env, eval_every=study.eval_every, eval_episodes=study.eval_episodes,
-                         operator=operator, seed=seed * 7919, eval_seed=study.eval_seed, on_eval=on_eval)
+                         operator=operator, seed=seed * 7919, eval_seed=study.eval_seed, on_eval=on_eval,
+                         progress=f"{variant} seed {seed} {name}" if progress else False)
         return {"curve": [[0, start["success_rate"]]] + res["curve"], "successes": successes,
                 "intervention_steps": res["intervention_steps"], "seconds": res["seconds"], "updates": res["updates"],
                 "episodes": res["episodes"], "train_success_rate": res["train_success_rate"],
@@ -559,7 +564,8 @@ def run_study(study: StudyConfig, progress: bool = True, runs_dir: Path | None =
                     continue
                 else:
                     try:
-                        run = run_method(m, variant, vs, seed, base, demos, info["base"], files, probes)
+                        run = run_method(m, variant, vs, seed, base, demos, info["base"], files, probes,
+                                         progress=progress)
                     finally:
                         if path is not None:
                             path.with_suffix(".running").unlink(missing_ok=True)

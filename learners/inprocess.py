@@ -33,7 +33,7 @@ Operator = Callable[[Mapping[str, np.ndarray], dict[str, Any], np.ndarray], "np.
 def run_online(env: Any, agent: Agent, replay: MixedReplay, total_steps: int, *,
                learning_starts: int = 256, eval_env: Any = None, eval_every: int = 0,
                eval_episodes: int = 20, operator: Operator | None = None, seed: int = 0,
-               progress: bool = False, eval_seed: int = 10_000,
+               progress: bool | str = False, eval_seed: int = 10_000,
                on_eval: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Collect ``total_steps`` env steps with ``agent`` and train it online.
 
@@ -44,6 +44,7 @@ def run_online(env: Any, agent: Agent, replay: MixedReplay, total_steps: int, *,
     transitions are stored. Every ``eval_every`` steps: ``eval_episodes`` deterministic
     episodes on the fixed reset seeds ``eval_seed, eval_seed + 1, ...`` (the same for every
     method, so comparisons are paired); ``on_eval(step, result)`` sees each result.
+    ``progress``: show a progress bar over env steps (a string is its label).
 
     Returns:
         ``updates``, ``actor_updates``, ``episodes``, ``train_success_rate``,
@@ -57,7 +58,9 @@ def run_online(env: Any, agent: Agent, replay: MixedReplay, total_steps: int, *,
     curve: list[list[float]] = []
     metrics: dict[str, float] = {}
     ep_success = False
-    for step in tqdm(range(1, total_steps + 1), disable=not progress, desc="online", mininterval=1.0):
+    bar = tqdm(range(1, total_steps + 1), disable=not progress, mininterval=1.0, leave=False,
+               desc=progress if isinstance(progress, str) else "online", unit="step")
+    for step in bar:
         action, base, residual = agent.act(obs, warmup=step <= agent.cfg.warmup_steps)
         intervened = False
         if operator is not None:
@@ -87,6 +90,7 @@ def run_online(env: Any, agent: Agent, replay: MixedReplay, total_steps: int, *,
             res = evaluate(eval_env, lambda o: agent.act(o, deterministic=True)[0], eval_episodes,
                            seed=eval_seed, reset=agent.reset)
             curve.append([step, res["success_rate"]])
+            bar.set_postfix_str(f"eval success {res['success_rate']:.2f} at {step}")
             if on_eval is not None:
                 on_eval(step, res)
             obs, info = env.reset(seed=seed + 100_000 + step)
