@@ -44,6 +44,18 @@ def test_random_shift_moves_pixels_within_pad():
     assert len({tuple(p.tolist()) for p in pos}) > 3  # shifts differ across the batch
 
 
+def test_random_shift_is_a_replicate_padded_crop_per_sample():
+    x = torch.randn(32, 3, 7, 6)
+    torch.manual_seed(5)
+    y = random_shift(x, pad=2)
+    torch.manual_seed(5)  # the same draws, in the same order: dx then dy
+    dx, dy = torch.randint(0, 5, (32,)), torch.randint(0, 5, (32,))
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="replicate")
+    for i in range(32):
+        assert torch.equal(y[i], padded[i, :, dy[i]:dy[i] + 7, dx[i]:dx[i] + 6])
+    assert y.shape == x.shape and y.is_contiguous()
+
+
 def test_resnet_loads_local_weights_and_freezes(tmp_path):
     from safetensors.torch import save_file
 
