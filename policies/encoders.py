@@ -70,15 +70,18 @@ def random_shift(images: torch.Tensor, pad: int = 4) -> torch.Tensor:
     """
     if pad <= 0:
         return images
-    b, _, h, w = images.shape
-    padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
-    # Integer shifts, exact pixels, no interpolation and no host sync: every crop is a window of
-    # the padded batch (a strided view), one picked per sample. Rows stay contiguous in memory,
-    # 1.4-4.5x faster on CPU than gathering through a channels-last permute.
-    dx = torch.randint(0, 2 * pad + 1, (b,), device=images.device)
-    dy = torch.randint(0, 2 * pad + 1, (b,), device=images.device)
-    windows = padded.unfold(2, h, 1).unfold(3, w, 1)  # (B, C, 2p+1, 2p+1, H, W), no copy
-    return windows[torch.arange(b, device=images.device), :, dy, dx]
+    b, c, h, w = images.shape
+    dev = images.device
+    # Integer shifts, exact pixels, no interpolation and no host sync. The padding is never
+    # built: a replicate-padded crop reads pixel (clamp(i + dy - pad), clamp(j + dx - pad)), so
+    # one gather over each image plane does it (2-5x faster on CPU than padding, then gathering
+    # through a channels-last permute; this is a third of a cached-feature image update).
+    dx = torch.randint(0, 2 * pad + 1, (b,), device=dev)
+    dy = torch.randint(0, 2 * pad + 1, (b,), device=dev)
+    rows = (torch.arange(h, device=dev)[None, :] + dy[:, None] - pad).clamp_(0, h - 1)  # (B, H)
+    cols = (torch.arange(w, device=dev)[None, :] + dx[:, None] - pad).clamp_(0, w - 1)  # (B, W)
+    index = (rows[:, :, None] * w + cols[:, None, :]).reshape(b, 1, h * w).expand(b, c, h * w)
+    return torch.gather(images.reshape(b, c, h * w), 2, index).view(b, c, h, w)
 
 
 @dataclasses.dataclass
