@@ -491,8 +491,12 @@ def _write_json(path: Path, value: Any) -> None:
     atomic_write(path, json.dumps(value, indent=1, sort_keys=True) + "\n")
 
 
-def _seed_setup(variant: str, vs: StudyConfig, seed: int, scale: np.ndarray) -> tuple[Any, list, dict[str, Any], Any]:
-    """Demos, BC base, its paired evaluation, and (sim) the oracle ceiling and probe states of one seed."""
+def _seed_setup(variant: str, vs: StudyConfig, seed: int, scale: np.ndarray,
+                evaluate: bool = True) -> tuple[Any, list, dict[str, Any], Any]:
+    """Demos, BC base, its paired evaluation, and (sim) the oracle ceiling and probe states of one seed.
+
+    ``evaluate=False`` (a resumed seed whose ``base.json`` holds them) skips the base's and the
+    oracle's evaluations; the probe states come from seeded resets, so they are the same."""
     import torch
 
     from learners.bench_learn_diag import oracle_ceiling, probe_states
@@ -503,10 +507,11 @@ def _seed_setup(variant: str, vs: StudyConfig, seed: int, scale: np.ndarray) -> 
     try:
         demos = collect_demos(env, task, vs.demos, vs.expert_noise, seed)
         base = train_base(demos, vs, seed, images=obs == "image")
-        info = {"base": evaluate_paired(env, base.act, vs, base.reset)}
+        info = {"base": evaluate_paired(env, base.act, vs, base.reset)} if evaluate else {}
         probes = None
         if vs.diagnostics and not is_gym(variant):  # the oracle needs a built-in task's expert
-            info["oracle"] = oracle_ceiling(env, base, env.unwrapped.task, scale, vs.eval_episodes, vs.eval_seed)
+            if evaluate:
+                info["oracle"] = oracle_ceiling(env, base, env.unwrapped.task, scale, vs.eval_episodes, vs.eval_seed)
             probes = probe_states(env, base, env.unwrapped.task, scale, 5, vs.eval_seed + 10_000)
             info["probe_states"] = len(probes["obs"])
     finally:
@@ -544,8 +549,9 @@ def run_study(study: StudyConfig, progress: bool = True, runs_dir: Path | None =
                 continue
             base = probes = demos = None
             if not study.report_only and (todo or folder is None or not (folder / "base.json").exists()):
-                base, demos, info, probes = _seed_setup(variant, vs, seed, residual_scale)
-                if folder is not None and (folder / "base.json").exists():  # never rewritten: runs refer to it
+                known = folder is not None and (folder / "base.json").exists()
+                base, demos, info, probes = _seed_setup(variant, vs, seed, residual_scale, evaluate=not known)
+                if known:  # never rewritten: runs refer to it
                     info = json.loads((folder / "base.json").read_text())
                 elif folder is not None:
                     _write_json(folder / "base.json", info)

@@ -68,6 +68,25 @@ def test_study_resumes_from_finished_runs_and_reports_diagnostics(tmp_path):
     assert "_oracle_ceiling_per_seed" in result["results"]["pick_cube/state"]
 
 
+def test_a_resumed_seed_skips_the_base_and_oracle_evaluations(tmp_path, monkeypatch):
+    import learners.bench_learn_diag as diag
+
+    learn = {**TINY, "methods": ["bc", "residual"], "diagnostics": True, "out_dir": str(tmp_path), "name": "s"}
+    bl.run({"quick": True, "progress": False, "learn": learn})
+    seed_dir = tmp_path / "runs" / "s" / "pick_cube_state" / "seed0"
+    base_before = (seed_dir / "base.json").read_text()
+    (seed_dir / "residual.json").unlink()  # the run to redo; base.json already holds the base and oracle
+
+    def no_oracle(*args, **kwargs):
+        raise AssertionError("the oracle was evaluated again")
+
+    monkeypatch.setattr(diag, "oracle_ceiling", no_oracle)
+    bl.run({"quick": True, "progress": False, "learn": learn})
+    assert (seed_dir / "base.json").read_text() == base_before
+    rerun = json.loads((seed_dir / "residual.json").read_text())
+    assert rerun["diagnostics"] and "critic_prefers_oracle" in rerun["diagnostics"][0]  # probes still built
+
+
 def test_paired_difference_interval():
     base = [[True, False, False, True]]
     runs = [{"successes": [[True, False, False, True], [True, True, True, True]]}]
