@@ -29,7 +29,7 @@ The study is resumable: each (variant, seed, method) run writes
 ``<out_dir>/runs/<variant>/seed<k>/<method>.json`` when it finishes, and a restarted study skips
 the runs whose file exists, so a long study can span several sessions.
 
-``quick=true`` runs a < 10-minute CPU subset and prints a table against the committed
+``quick=true`` runs a short CPU subset (10-26 min on 2 cores) and prints a table against the committed
 reference numbers (``docs/results/learn_quick_reference.json``) so a regression shows.
 The full study writes ``docs/results/learn_full.json`` and plots there.
 """

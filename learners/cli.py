@@ -24,7 +24,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "actor": ("learners.apps.actor:main", "actor process: run base + residual policy on the robot with interventions, stream transitions"),
     "eval": ("learners.apps.evaluate:main", "evaluate a policy for N episodes: success rate with confidence interval, cycle time"),
     "calibrate": ("calibration.app:main", "calibrate: board | intrinsics | handeye | crops | workspace | spacemouse | moved"),
-    "bench": ("learners.apps.bench:main", "benchmarks: sim | ros | transport | learner | memory | actor | learn (--quick)"),
+    "bench": ("learners.apps.bench:main", "benchmarks: sim | ros | transport | learner | memory | actor | learn (quick=true) | reward"),
     "dataset": ("teleop.dataset_app:main", "datasets: summary | export (LeRobotDataset v2.1 layout) | import: `hilr dataset export <src> <dst>`"),
     "show": ("teleop.show_app:main", "look at a recorded episode: `hilr show <dataset> [episode]` writes a contact-sheet PNG (format=mp4: video)"),
 }

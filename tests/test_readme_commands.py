@@ -112,10 +112,10 @@ COMMANDS: tuple[Entry, ...] = (
     Entry(r"hilr dataset import\b", makes=("data/demos_back/meta.json", "data/demos_back/episodes/episode_000002.npz")),
     # "A first session on a real robot": each line once as written (one-line hardware error), then
     # its sim twin with the sim cameras: image BC, the image classifier, an image learner and actor
-    Entry(r"hilr calibrate intrinsics camera=realsense", makes=("calibration_files/intrinsics_*.yaml",)),
+    Entry(r"hilr calibrate intrinsics robot=ros_franka camera=realsense", makes=("calibration_files/intrinsics_*.yaml",)),
     Entry(r"hilr record robot=ros_franka", budget=("episodes=3", "progress=false"),
           makes=("data/real_demos/meta.json", "data/real_demos/frames/frames_000002.npz")),
-    Entry(r"hilr train-bc dataset=data/real_demos", budget=("train.steps=10", "eval.episodes=1", "threads=1",
+    Entry(r"hilr train-bc dataset=data/real_demos", budget=("train.steps=10", "threads=1",
                                                            "progress=false"),
           makes=("runs/train_bc/latest/bc_best.safetensors",)),
     Entry(r"hilr train-reward\b", budget=("train.steps=10", "train.batch_size=16", "progress=false"),
