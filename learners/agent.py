@@ -89,6 +89,7 @@ class AgentConfig:
     actor_pessimism: float = 0.0
     normalize_q: bool = False
     gate: bool = False
+    gate_explore: bool = True
     gate_kappa: float = 1.0
     gate_heads: int = 0
     metrics_every: int = 1
@@ -329,7 +330,9 @@ class Agent:
                 residual_t = self.actor.explore(feat, base_t)
             else:
                 residual_t = self.actor(feat, base_t)
-            if self.cfg.gate and self.cfg.mode == "residual":  # rlpd has no base to fall back to
+            # rlpd has no base to fall back to; gate_explore=false gates only deterministic acting
+            # (evaluation, deployment), so the critic sees the residual's own actions in training
+            if self.cfg.gate and self.cfg.mode == "residual" and (deterministic or self.cfg.gate_explore):
                 self.gate_open = self._gate(feat, base_t, residual_t)
                 self.gate_stats["open" if self.gate_open else "closed"] += 1
                 if not self.gate_open:

@@ -8,7 +8,7 @@ the same trainable modules instead of refusing the weights. What the actor adopt
   ``layer_norm``, ``init_std``, ``normalize_state``, ``encoder`` (its local
   ``pretrained`` path stays the actor's own);
 - what gives the weights their meaning when acting: ``residual_scale``, ``gate``,
-  ``gate_kappa``, ``gate_heads``.
+  ``gate_explore``, ``gate_kappa``, ``gate_heads``.
 
 What it refuses, with a clear message (never adopted silently): another ``mode``
 (residual vs rlpd vs bc), another ``action_dim``, another observation spec, and a frozen
@@ -31,8 +31,10 @@ from policies.encoders import EncoderConfig, ObsSpec, is_image
 MODEL_FORMAT = "hilr-model"
 MODEL_VERSION = 1
 ADOPTED = ("algo", "actor_hidden", "critic_hidden", "num_critics", "layer_norm", "init_std", "normalize_state",
-           "residual_scale", "gate", "gate_kappa", "gate_heads")
+           "residual_scale", "gate", "gate_explore", "gate_kappa", "gate_heads")
 FIXED = ("mode", "action_dim")
+# adopted settings added after version 1, with the value a learner that predates them meant
+LATER_DEFAULTS = {"gate_explore": True}
 # A forged document must not make the actor allocate without bound (widths, heads, encoder).
 MAX_NETWORK_PARAMS = 50_000_000  # residual actor + every critic head (paper-sized residual_td3: 22M)
 MAX_ENCODER = {"channels": 256, "latent_dim": 4096, "num_spatial_features": 256, "image_size": 512}
@@ -84,7 +86,7 @@ def _number(v: Any) -> bool:
 
 TYPES = {"algo": lambda v: isinstance(v, str), "layer_norm": lambda v: isinstance(v, bool),
          "normalize_state": lambda v: isinstance(v, bool), "gate": lambda v: isinstance(v, bool),
-         "init_std": _number, "gate_kappa": _number,
+         "gate_explore": lambda v: isinstance(v, bool), "init_std": _number, "gate_kappa": _number,
          "gate_heads": lambda v: isinstance(v, int) and not isinstance(v, bool),
          "residual_scale": lambda v: _number(v) or (isinstance(v, list) and 0 < len(v) <= 64 and all(map(_number, v)))}
 
@@ -134,6 +136,7 @@ def adopt_model(cfg: Any, spec: ObsSpec, doc: Mapping[str, Any]) -> Any:
     if doc.get("format") != MODEL_FORMAT or doc.get("version") != MODEL_VERSION:
         raise ModelRefused(f"the learner's model document is not a {MODEL_FORMAT} version {MODEL_VERSION} object")
     mine = model_doc(cfg, spec)
+    doc = {**LATER_DEFAULTS, **doc}
     missing = [k for k in (*FIXED, *ADOPTED, "encoder", "obs") if k not in doc]
     if missing:
         raise ModelRefused(f"model document lacks {missing}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -156,6 +157,21 @@ def test_gate_keeps_the_base_unless_the_critic_is_confident_the_residual_is_bett
         agent.critic.net[0].weight[1:, agent.encoder.out_dim, 0] = -slope
     agent.act(obs, deterministic=True)
     assert not agent.gate_open
+
+
+def test_gate_explore_false_gates_only_deterministic_acting():
+    agent = Agent(SPEC, AgentConfig(gate=True, gate_explore=False, explore_sigma=0.0, **SMALL), ConstantBase())
+    obs = {"state": np.ones(6, np.float32)}
+    with torch.no_grad():
+        agent.actor.net[-1].bias.fill_(0.5)
+    _linear_critic(agent, -1.0)  # the critic says the residual is worse: the gate closes
+    action, base, _ = agent.act(obs, deterministic=True)
+    assert agent.gate_open is False and np.array_equal(action, base)  # evaluation / deployment: the base
+    action, base, residual = agent.act(obs)  # exploring in training: the residual's own action, ungated
+    assert agent.gate_open is None and not np.array_equal(action, base) and np.all(residual > 0.4)
+    agent.cfg = dataclasses.replace(agent.cfg, gate_explore=True)
+    action, base, _ = agent.act(obs)
+    assert agent.gate_open is False and np.array_equal(action, base)  # the default gates training actions too
 
 
 def test_gate_heads_travel_with_the_weights_and_decide_the_same_on_the_actor():

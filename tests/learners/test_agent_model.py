@@ -69,3 +69,12 @@ def test_refused_differences_say_which_setting(change, match):
     doc = {**model_doc(AgentConfig(**LEARNER), SPEC), **change}
     with pytest.raises(ModelRefused, match=match):
         adopt_model(AgentConfig(**ACTOR), SPEC, doc)
+
+
+def test_gate_explore_travels_and_a_learner_that_predates_it_means_true():
+    learner = AgentConfig(**LEARNER, gate_explore=False)
+    mine = AgentConfig(**ACTOR)
+    assert adopt_model(mine, SPEC, model_doc(learner, SPEC)).gate_explore is False
+    old = model_doc(AgentConfig(**LEARNER), SPEC)
+    del old["gate_explore"]  # a learner from before the setting existed
+    assert adopt_model(AgentConfig(**ACTOR, gate_explore=False), SPEC, old).gate_explore is True
