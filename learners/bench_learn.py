@@ -71,6 +71,8 @@ METHOD_SPECS: dict[str, tuple[str, dict[str, Any], bool]] = {
     # the gate on evaluation/deployment actions only: training rollouts execute the residual's own actions
     "residual_gate_eval": ("residual_td3_cpu", {"gate_explore": False}, False),
     "residual_hil_gate_eval": ("residual_td3_cpu", {"gate_explore": False}, True),
+    # the gate on the ensemble's mean advantage (no lower-bound margin)
+    "residual_hil_kappa0": ("residual_td3_cpu", {"gate_kappa": 0.0}, True),
     # the recipe before the safety/HIL terms (for comparison): scale 0.2, i.i.d. sigma 0.1, L2 0.02
     "residual_v1": ("residual_td3_cpu", {"residual_scale": 0.2, "warmup_steps": 300, "warmup_noise": 1.0,
                                          "explore_sigma": 0.1, "residual_l2": 0.02, "normalize_state": False,
