@@ -19,10 +19,11 @@ deb:
 	fi
 
 $(BIN)/activate:
+	@command -v $(PY) >/dev/null 2>&1 || { echo "make: no $(PY) on PATH; install Python 3.11 or run make PY=<python>"; exit 1; }
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \
 	  { echo "make: $(PY) is older than Python 3.11; run make PY=python3.11 (or install it)"; exit 1; }
-	@$(PY) -m venv --help >/dev/null 2>&1 || \
-	  { echo "make: $(PY) has no venv module; install python3.11-venv (Debian/Ubuntu) and run make again"; exit 1; }
+	@$(PY) -c 'import venv, ensurepip' >/dev/null 2>&1 || \
+	  { echo "make: $(PY) cannot make a venv (no ensurepip); install python3.11-venv (Debian/Ubuntu) and run make again"; exit 1; }
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 

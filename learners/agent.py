@@ -332,7 +332,9 @@ class Agent:
                 residual_t = self.actor(feat, base_t)
             # rlpd has no base to fall back to; gate_explore=false gates only deterministic acting
             # (evaluation, deployment), so the critic sees the residual's own actions in training
-            if self.cfg.gate and self.cfg.mode == "residual" and (deterministic or self.cfg.gate_explore):
+            if self.cfg.gate and self.cfg.mode == "residual" and not (deterministic or self.cfg.gate_explore):
+                self.gate_open = True  # the residual runs ungated (not a gate decision: gate_stats stays)
+            elif self.cfg.gate and self.cfg.mode == "residual":
                 self.gate_open = self._gate(feat, base_t, residual_t)
                 self.gate_stats["open" if self.gate_open else "closed"] += 1
                 if not self.gate_open:

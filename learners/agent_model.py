@@ -61,6 +61,9 @@ def model_doc(cfg: Any, spec: ObsSpec) -> dict[str, Any]:
     """
     doc: dict[str, Any] = {"format": MODEL_FORMAT, "version": MODEL_VERSION}
     doc.update({k: getattr(cfg, k) for k in (*FIXED, *ADOPTED)})
+    for key, value in LATER_DEFAULTS.items():  # at its default a later setting is left out: the document
+        if doc[key] == value:                   # then equals an older learner's, and compares equal to it
+            del doc[key]
     encoder = dataclasses.asdict(cfg.encoder)
     encoder["pretrained"] = encoder["pretrained"] is not None  # a path on the learner's disk: only whether
     doc["encoder"] = encoder

@@ -556,7 +556,8 @@ def run_study(study: StudyConfig, progress: bool = True, runs_dir: Path | None =
             if not study.report_only and (todo or folder is None or not (folder / "base.json").exists()):
                 known = folder is not None and (folder / "base.json").exists()
                 base, demos, info, probes = _seed_setup(variant, vs, seed, residual_scale, evaluate=not known)
-                if known:  # never rewritten: runs refer to it
+                if folder is not None and (folder / "base.json").exists():  # never rewritten: runs refer to it
+                    # (another worker may have written it during this setup)
                     info = json.loads((folder / "base.json").read_text())
                 elif folder is not None:
                     _write_json(folder / "base.json", info)

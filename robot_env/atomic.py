@@ -1,10 +1,10 @@
 """Atomic file writes: a crash or a kill leaves the old file or the new one, never half of one.
 
-Every file that hilr rewrites in place (checkpoints, replay buffers, datasets, calibration,
-the outbox's spill, study results) goes through :func:`atomic_write`: the bytes go to a
-hidden temporary file next to the target (``.<name>.<unique>.tmp``), are fsynced, and the
-temporary file is renamed over the target. Readers that find ``.*.tmp`` files left by a
-crash may delete them.
+The files that hilr must never leave half-written (checkpoints, replay buffers, datasets,
+calibration, the outbox's spill, study results) go through :func:`atomic_write`: the bytes go
+to a hidden temporary file next to the target (``.<name>.<unique>.tmp``), are fsynced, and
+the temporary file is renamed over the target. The owner of a folder (the outbox, a dataset,
+the learner's checkpoints) deletes ``.*.tmp`` files left there by a crash when it opens it.
 """
 
 from __future__ import annotations
@@ -44,11 +44,13 @@ def atomic_write(path: str | os.PathLike, data: bytes | str | Callable[[BinaryIO
     path.parent.mkdir(parents=True, exist_ok=True)
     with _counter_lock:
         n = next(_counter)
-    # a name unique to this process and call (concurrent writers never share a temporary file),
-    # created exclusively with the usual permissions (umask), unlike tempfile.mkstemp's 0600
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{n}.tmp")
+    # a name unique to this process and call, and random (containers share pids on one file
+    # system): concurrent writers never share a temporary file; created exclusively, with the
+    # usual permissions (umask), unlike tempfile.mkstemp's 0600
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{n}-{os.urandom(4).hex()}.tmp")
+    f = open(tmp, "xb")  # before the try: a name that exists is someone else's file, never removed here
     try:
-        with open(tmp, "xb") as f:
+        with f:
             if callable(data):
                 data(f)
             else:

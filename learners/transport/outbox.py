@@ -139,7 +139,7 @@ class Outbox:
             raise OutboxFull("write-ahead needs a spill directory")
         if self.disk_bytes + len(data) > self.max_disk_bytes:  # read without a lock: an estimate
             raise OutboxFull(f"outbox spill directory {self.directory} reached its {self.max_disk_bytes}-byte limit")
-        atomic_write(self._path(key), data)
+        atomic_write(self._path(key), data, sync_dir=True)  # durable before send() returns, its name too
 
     def adopt(self, key: Key, size: int) -> None:
         """Register a frame already written by :meth:`write_ahead`."""

@@ -168,7 +168,7 @@ def test_gate_explore_false_gates_only_deterministic_acting():
     action, base, _ = agent.act(obs, deterministic=True)
     assert agent.gate_open is False and np.array_equal(action, base)  # evaluation / deployment: the base
     action, base, residual = agent.act(obs)  # exploring in training: the residual's own action, ungated
-    assert agent.gate_open is None and not np.array_equal(action, base) and np.all(residual > 0.4)
+    assert agent.gate_open is True and not np.array_equal(action, base) and np.all(residual > 0.4)
     agent.cfg = dataclasses.replace(agent.cfg, gate_explore=True)
     action, base, _ = agent.act(obs)
     assert agent.gate_open is False and np.array_equal(action, base)  # the default gates training actions too

@@ -76,5 +76,11 @@ def test_gate_explore_travels_and_a_learner_that_predates_it_means_true():
     mine = AgentConfig(**ACTOR)
     assert adopt_model(mine, SPEC, model_doc(learner, SPEC)).gate_explore is False
     old = model_doc(AgentConfig(**LEARNER), SPEC)
-    del old["gate_explore"]  # a learner from before the setting existed
+    old.pop("gate_explore", None)  # a learner from before the setting existed
     assert adopt_model(AgentConfig(**ACTOR, gate_explore=False), SPEC, old).gate_explore is True
+
+
+def test_a_default_document_is_the_same_as_a_learner_that_predates_later_settings():
+    doc = model_doc(AgentConfig(**LEARNER), SPEC)
+    assert "gate_explore" not in doc  # byte-identical to an older learner's: no rebuild on every weights update
+    assert model_doc(adopt_model(AgentConfig(**ACTOR), SPEC, doc), SPEC) == doc
