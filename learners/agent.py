@@ -330,15 +330,16 @@ class Agent:
                 residual_t = self.actor.explore(feat, base_t)
             else:
                 residual_t = self.actor(feat, base_t)
-            # rlpd has no base to fall back to; gate_explore=false gates only deterministic acting
-            # (evaluation, deployment), so the critic sees the residual's own actions in training
-            if self.cfg.gate and self.cfg.mode == "residual" and not (deterministic or self.cfg.gate_explore):
-                self.gate_open = True  # the residual runs ungated (not a gate decision: gate_stats stays)
-            elif self.cfg.gate and self.cfg.mode == "residual":
-                self.gate_open = self._gate(feat, base_t, residual_t)
-                self.gate_stats["open" if self.gate_open else "closed"] += 1
-                if not self.gate_open:
-                    residual_t = torch.zeros_like(residual_t)
+            if self.cfg.gate and self.cfg.mode == "residual":  # rlpd has no base to fall back to
+                # gate_explore=false gates only deterministic acting (evaluation, deployment), so
+                # the critic sees the residual's own actions in training
+                if deterministic or self.cfg.gate_explore:
+                    self.gate_open = self._gate(feat, base_t, residual_t)
+                    self.gate_stats["open" if self.gate_open else "closed"] += 1
+                    if not self.gate_open:
+                        residual_t = torch.zeros_like(residual_t)
+                else:
+                    self.gate_open = True  # the residual runs ungated (not a gate decision: gate_stats stays)
             residual = residual_t[0].cpu().numpy().astype(np.float32)
             if self.cfg.algo == "td3" and not deterministic:
                 residual = residual + self._noise(self.cfg.explore_sigma, uniform=False)

@@ -557,8 +557,8 @@ def run_study(study: StudyConfig, progress: bool = True, runs_dir: Path | None =
                 bar.update(len(methods))
                 continue
             base = probes = demos = None
-            if not study.report_only and (todo or folder is None or not (folder / "base.json").exists()):
-                known = folder is not None and (folder / "base.json").exists()
+            known = folder is not None and (folder / "base.json").exists()
+            if not study.report_only and (todo or not known):
                 base, demos, info, probes = _seed_setup(variant, vs, seed, residual_scale, evaluate=not known)
                 if folder is not None and (folder / "base.json").exists():  # never rewritten: runs refer to it
                     # (another worker may have written it during this setup)

@@ -22,11 +22,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 
-from robot_env.atomic import atomic_write, fsync_dir
+from robot_env.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +47,7 @@ def write_manifest(folder: Path) -> dict:
     files = {p.name: {"sha256": _sha256(p), "bytes": p.stat().st_size}
              for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
     manifest = {"format": FORMAT, "version": 1, "files": files}
-    with open(folder / MANIFEST, "w") as f:
-        json.dump(manifest, f)
-        f.flush()
-        os.fsync(f.fileno())
-    fsync_dir(folder)
+    atomic_write(folder / MANIFEST, json.dumps(manifest), sync_dir=True)
     return manifest
 
 

@@ -33,6 +33,7 @@ from learners import learner_checkpoint as ckpt
 from learners.agent_model import model_doc
 from learners.replay import MixedReplay, ReplayBuffer
 from learners.rollout import episode_rates
+from robot_env.atomic import atomic_write, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -158,14 +159,11 @@ class LearnerLoop:
         state = {"checkpoint_format": 2, "env_steps": self.env_steps, "version": self.version,
                  "receiver": self.receiver.state_dict(), "episodes": self.episodes.finished[-1000:],
                  "prev_intervened": self.replay._prev_intervened}
-        with open(tmp / "learner.json", "w") as f:
-            json.dump(state, f)
-            f.flush()
-            os.fsync(f.fileno())
+        atomic_write(tmp / "learner.json", json.dumps(state))
         ckpt.write_manifest(tmp)  # hashes what is on disk: the verification of the new folder
         final = self.checkpoint_dir / name
         os.replace(tmp, final)  # a new name: the previous checkpoint is untouched
-        ckpt.fsync_dir(self.checkpoint_dir)
+        fsync_dir(self.checkpoint_dir)
         ckpt.verify(final, hashes=False)
         ckpt.switch_latest(self.checkpoint_dir, name)
         self.receiver.commit()  # only now may the actors forget these transitions

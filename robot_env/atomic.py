@@ -9,15 +9,10 @@ the learner's checkpoints) deletes ``.*.tmp`` files left there by a crash when i
 
 from __future__ import annotations
 
-import itertools
 import os
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
-
-_counter = itertools.count()
-_counter_lock = threading.Lock()
 
 
 def fsync_dir(path: str | os.PathLike) -> None:
@@ -42,12 +37,10 @@ def atomic_write(path: str | os.PathLike, data: bytes | str | Callable[[BinaryIO
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _counter_lock:
-        n = next(_counter)
-    # a name unique to this process and call, and random (containers share pids on one file
-    # system): concurrent writers never share a temporary file; created exclusively, with the
-    # usual permissions (umask), unlike tempfile.mkstemp's 0600
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{n}-{os.urandom(4).hex()}.tmp")
+    # a random name per call (threads of one process, and containers that share pids on one file
+    # system, never share a temporary file), created exclusively, with the usual permissions
+    # (umask), unlike tempfile.mkstemp's 0600
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(8).hex()}.tmp")
     f = open(tmp, "xb")  # before the try: a name that exists is someone else's file, never removed here
     try:
         with f:
