@@ -10,7 +10,7 @@ from policies.base import TorchScriptBasePolicy, ZeroBasePolicy, load_base_polic
 from policies.bc import BCBasePolicy, BCConfig, BCPolicy, ChunkExecutor, load_bc_model, save_bc_policy
 from policies.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from policies.critics import CriticEnsemble, NaiveCriticList, polyak_update, random_subset_min
-from policies.encoders import EncoderConfig, ObservationEncoder, ResNetEncoder, random_shift
+from policies.encoders import EncoderConfig, ObservationEncoder, ResNetEncoder, SpatialEmbedding, random_shift
 from policies.residual import DeterministicResidualActor, GaussianResidualActor, compose_action, implied_residual
 from policies.reward import RewardClassifier, RewardClassifierConfig, load_reward_classifier, save_reward_classifier
 
@@ -54,6 +54,25 @@ def test_random_shift_is_a_replicate_padded_crop_per_sample():
     for i in range(32):
         assert torch.equal(y[i], padded[i, :, dy[i]:dy[i] + 7, dx[i]:dx[i] + 6])
     assert y.shape == x.shape and y.is_contiguous()
+
+
+@pytest.mark.parametrize("shape", [(7, 512, 4, 4), (5, 32, 25, 25), (1, 16, 3, 3)])
+def test_spatial_embedding_matches_einsum(shape):
+    """The per-channel (K x P) @ (P x B) product gives hil-serl's spatial embedding
+    ``out[b, c, k] = sum_p x[b, c, p] kernel[c, p, k]``, and its gradient, as the plain einsum."""
+    torch.manual_seed(0)
+    b, c, h, w = shape
+    pool = SpatialEmbedding(c, h, w, num_features=8)
+    x = torch.randn(shape)
+    ref_kernel = pool.kernel.detach().clone().requires_grad_(True)
+    ref = torch.einsum("bcp,cpk->bck", x.reshape(b, c, -1), ref_kernel).reshape(b, -1)
+    out = pool(x)
+    assert out.shape == (b, c * 8)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    weights = torch.randn_like(ref)
+    (out * weights).sum().backward()
+    (ref * weights).sum().backward()
+    torch.testing.assert_close(pool.kernel.grad, ref_kernel.grad, rtol=1e-5, atol=1e-5)
 
 
 def test_resnet_loads_local_weights_and_freezes(tmp_path):
