@@ -43,7 +43,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -609,6 +609,13 @@ def run_study(study: StudyConfig, progress: bool = True, runs_dir: Path | None =
             "seconds": time.monotonic() - t0}
 
 
+def methods_on_disk(runs_dir: Path, methods: Sequence[str]) -> tuple[str, ...]:
+    """The ablation methods (not in ``methods``) with at least one finished run file under
+    ``runs_dir``, in :data:`METHOD_SPECS` order: what a report of the whole study includes."""
+    found = {p.stem for p in runs_dir.glob("*/seed*/*.json")} if runs_dir.is_dir() else set()
+    return tuple(m for m in METHOD_SPECS if m in found and m not in methods)
+
+
 def claim(path: Path) -> bool:
     """Mark the run ``path`` as taken by this process (``<method>.running`` holds its pid); False when a
     live process already holds it, so parallel workers on one study never run the same thing twice."""
@@ -657,14 +664,19 @@ def run(cfg: dict) -> dict:
     env_group = dict(cfg.get("env") or {})
     if env_group.get("type") == "gym":  # hilr bench learn env=gym env.id=... : the user's simulator
         learn = {"variants": ["gym/state"], **learn, "gym_env": env_group}
+    runs_dir = out_dir / "runs" / name
+    if learn.get("report_only") and "extra_methods" not in learn:
+        learn["extra_methods"] = methods_on_disk(runs_dir, study_config({"quick": quick, "learn": learn}).methods)
     study = study_config({"quick": quick, "learn": learn})
-    result = run_study(study, progress=cfg.get("progress", True), runs_dir=out_dir / "runs" / name)
+    result = run_study(study, progress=cfg.get("progress", True), runs_dir=runs_dir)
     committed = not quick and out_dir == RESULTS and name == "learn_full"
     if committed and not study.report_only and set(learn) - {"progress"}:
         # a worker ran a share (some variants, methods or seeds): the committed report is the whole
-        # study's, summarised from every run file there, never just this worker's share
-        study = study_config({"quick": False, "learn": {"report_only": True}})
-        result = run_study(study, progress=False, runs_dir=out_dir / "runs" / name)
+        # study's, summarised from every run file there (every method that has one), never just
+        # this worker's share
+        whole = study_config({"quick": False, "learn": {"report_only": True}})
+        study = dataclasses.replace(whole, extra_methods=methods_on_disk(runs_dir, whole.methods))
+        result = run_study(study, progress=False, runs_dir=runs_dir)
     result["quick"] = quick
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_json(out_dir / f"{name}.json", result)

@@ -87,6 +87,24 @@ def test_a_resumed_seed_skips_the_base_and_oracle_evaluations(tmp_path, monkeypa
     assert rerun["diagnostics"] and "critic_prefers_oracle" in rerun["diagnostics"][0]  # probes still built
 
 
+def test_a_report_of_the_whole_study_includes_every_ablation_on_disk(tmp_path):
+    """A worker that ran an ablation (``extra_methods``) and a later ``report_only`` run that
+    names none report it all the same: the report covers every method with a run file."""
+    learn = {**TINY, "methods": ["bc", "residual"], "extra_methods": ["residual_nogate"],
+             "out_dir": str(tmp_path), "name": "s"}
+    bl.run({"quick": True, "progress": False, "learn": learn})
+    runs = tmp_path / "runs" / "s"
+    assert bl.methods_on_disk(runs, ("bc", "residual")) == ("residual_nogate",)
+    assert bl.methods_on_disk(runs, ("bc", "residual", "residual_nogate")) == ()
+    assert bl.methods_on_disk(tmp_path / "missing", ("bc",)) == ()
+    (tmp_path / "s.json").unlink()
+    bl.run({"quick": True, "progress": False,
+            "learn": {**TINY, "methods": ["bc", "residual"], "report_only": True, "out_dir": str(tmp_path), "name": "s"}})
+    reported = json.loads((tmp_path / "s.json").read_text())["results"]["pick_cube/state"]
+    assert {"bc", "residual", "residual_nogate"} <= set(reported)
+    assert reported["residual_nogate"]["seeds"] == [0]
+
+
 def test_paired_difference_interval():
     base = [[True, False, False, True]]
     runs = [{"successes": [[True, False, False, True], [True, True, True, True]]}]
