@@ -168,6 +168,9 @@ class StudyConfig:
             raise ValueError("seeds, env_steps and eval_every must be >= 1")
 
 
+#: a seed's BC base checkpoint in its run folder (next to base.json; not committed: see .gitignore)
+BASE_FILE = "base_policy.safetensors"
+
 PER_VARIANT_KEYS = ("demos", "expert_noise", "bc_steps", "bc_chunk", "bc_hidden", "env_steps", "eval_every",
                     "eval_episodes", "agent")
 
@@ -394,6 +397,14 @@ def run_method(name: str, variant: str, study: StudyConfig, seed: int, base: Any
         t_start = time.monotonic()
         start = evaluate_paired(eval_env, act, study, agent.reset)
         successes, diagnostics = [start["successes"]], []
+        # an untrained residual is zero, so its step-0 outcomes are the base's, episode for episode;
+        # if not, this run practises on another base than the one base.json evaluated
+        mismatch = (sum(a != b for a, b in zip(start["successes"], base_eval["successes"]))
+                    if acfg.mode == "residual" and len(start["successes"]) == len(base_eval["successes"]) else 0)
+        if mismatch:
+            log.warning("%s seed %d %s: the step-0 evaluation differs from base.json's on %d of %d episodes: "
+                        "this run's BC base is not the one base.json evaluated", variant, seed, name, mismatch,
+                        len(start["successes"]))
 
         def on_eval(step: int, res: dict[str, Any]) -> None:
             successes.append([bool(x) for x in res["successes"]])
@@ -412,6 +423,7 @@ def run_method(name: str, variant: str, study: StudyConfig, seed: int, base: Any
         return {"curve": [[0, start["success_rate"]]] + res["curve"], "successes": successes,
                 "intervention_steps": res["intervention_steps"], "seconds": res["seconds"], "updates": res["updates"],
                 "episodes": res["episodes"], "train_success_rate": res["train_success_rate"],
+                "base_mismatch_episodes": int(mismatch),
                 "diagnostics": diagnostics, "learner": dataclasses.asdict(acfg)}
     finally:
         env.close()
@@ -501,21 +513,30 @@ def _write_json(path: Path, value: Any) -> None:
 
 
 def _seed_setup(variant: str, vs: StudyConfig, seed: int, scale: np.ndarray,
-                evaluate: bool = True) -> tuple[Any, list, dict[str, Any], Any]:
+                evaluate: bool = True, base_file: Path | None = None) -> tuple[Any, list, dict[str, Any], Any]:
     """Demos, BC base, its paired evaluation, and (sim) the oracle ceiling and probe states of one seed.
 
     ``evaluate=False`` (a resumed seed whose ``base.json`` holds them) skips the base's and the
-    oracle's evaluations; the probe states come from seeded resets, so they are the same."""
+    oracle's evaluations; the probe states come from seeded resets, so they are the same.
+    ``base_file``: the seed's BC base checkpoint; loaded when it exists (so every worker and every
+    later session, whatever code it runs, practises on the base that ``base.json`` evaluated),
+    else trained and written there."""
     import torch
 
     from learners.bench_learn_diag import oracle_ceiling, probe_states
+    from policies.bc import load_bc_policy, save_bc_policy
 
     task, _, obs = variant.partition("/")
     torch.manual_seed(seed)
     env = make_variant_env(variant, vs.image_size, vs.gym_env)
     try:
         demos = collect_demos(env, task, vs.demos, vs.expert_noise, seed)
-        base = train_base(demos, vs, seed, images=obs == "image")
+        if base_file is not None and base_file.exists():
+            base = load_bc_policy(base_file)
+        else:
+            base = train_base(demos, vs, seed, images=obs == "image")
+            if base_file is not None:
+                save_bc_policy(base_file, base.model, {"variant": variant, "seed": seed})
         info = {"base": evaluate_paired(env, base.act, vs, base.reset)} if evaluate else {}
         probes = None
         if vs.diagnostics and not is_gym(variant):  # the oracle needs a built-in task's expert
@@ -559,7 +580,8 @@ def run_study(study: StudyConfig, progress: bool = True, runs_dir: Path | None =
             base = probes = demos = None
             known = folder is not None and (folder / "base.json").exists()
             if not study.report_only and (todo or not known):
-                base, demos, info, probes = _seed_setup(variant, vs, seed, residual_scale, evaluate=not known)
+                base, demos, info, probes = _seed_setup(variant, vs, seed, residual_scale, evaluate=not known,
+                                                        base_file=folder / BASE_FILE if folder is not None else None)
                 if folder is not None and (folder / "base.json").exists():  # never rewritten: runs refer to it
                     # (another worker may have written it during this setup)
                     info = json.loads((folder / "base.json").read_text())

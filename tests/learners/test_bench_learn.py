@@ -105,6 +105,37 @@ def test_a_report_of_the_whole_study_includes_every_ablation_on_disk(tmp_path):
     assert reported["residual_nogate"]["seeds"] == [0]
 
 
+def test_a_resumed_seed_practises_on_the_saved_base_and_a_foreign_base_is_flagged(tmp_path, monkeypatch):
+    """The seed's BC base is saved next to base.json and loaded on resume (not retrained, so other
+    code cannot swap it); a run whose step-0 outcomes differ from base.json's is flagged."""
+    learn = {**TINY, "methods": ["bc", "residual"], "out_dir": str(tmp_path), "name": "s"}
+    bl.run({"quick": True, "progress": False, "learn": learn})
+    seed_dir = tmp_path / "runs" / "s" / "pick_cube_state" / "seed0"
+    assert (seed_dir / bl.BASE_FILE).exists()
+    first = json.loads((seed_dir / "residual.json").read_text())
+    assert first["base_mismatch_episodes"] == 0
+    (seed_dir / "residual.json").unlink()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the base was trained again")
+
+    monkeypatch.setattr(bl, "train_base", no_training)
+    bl.run({"quick": True, "progress": False, "learn": learn})
+    again = json.loads((seed_dir / "residual.json").read_text())
+    assert again["successes"][0] == first["successes"][0]
+    assert again["base_mismatch_episodes"] == 0
+
+    # base.json that another base wrote: the residual's step 0 disagrees and the run says so
+    base = json.loads((seed_dir / "base.json").read_text())
+    base["base"]["successes"] = [not x for x in base["base"]["successes"]]
+    (seed_dir / "base.json").write_text(json.dumps(base))
+    (seed_dir / "residual.json").unlink()
+    bl.run({"quick": True, "progress": False, "learn": learn})
+    flagged = json.loads((seed_dir / "residual.json").read_text())
+    assert flagged["base_mismatch_episodes"] == len(base["base"]["successes"])
+    assert "differs from base.json on" in report.run_rows(tmp_path / "runs" / "s")
+
+
 def test_paired_difference_interval():
     base = [[True, False, False, True]]
     runs = [{"successes": [[True, False, False, True], [True, True, True, True]]}]
