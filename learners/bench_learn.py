@@ -399,8 +399,7 @@ def run_method(name: str, variant: str, study: StudyConfig, seed: int, base: Any
         successes, diagnostics = [start["successes"]], []
         # an untrained residual is zero, so its step-0 outcomes are the base's, episode for episode;
         # if not, this run practises on another base than the one base.json evaluated
-        mismatch = (sum(a != b for a, b in zip(start["successes"], base_eval["successes"]))
-                    if acfg.mode == "residual" and len(start["successes"]) == len(base_eval["successes"]) else 0)
+        mismatch = base_mismatch(start["successes"], base_eval["successes"]) if acfg.mode == "residual" else 0
         if mismatch:
             log.warning("%s seed %d %s: the step-0 evaluation differs from base.json's on %d of %d episodes: "
                         "this run's BC base is not the one base.json evaluated", variant, seed, name, mismatch,
@@ -428,6 +427,14 @@ def run_method(name: str, variant: str, study: StudyConfig, seed: int, base: Any
     finally:
         env.close()
         eval_env.close()
+
+
+def base_mismatch(step0: Sequence[bool], base: Sequence[bool]) -> int:
+    """Episodes on which a residual run's step-0 evaluation and its base's disagree (an untrained
+    residual is zero, so they must not); evaluations of different lengths disagree on all of them."""
+    if len(step0) != len(base):
+        return max(len(step0), len(base))
+    return sum(bool(a) != bool(b) for a, b in zip(step0, base))
 
 
 def agent_metrics_snapshot(agent: Any) -> dict[str, Any]:
@@ -512,32 +519,67 @@ def _write_json(path: Path, value: Any) -> None:
     atomic_write(path, json.dumps(value, indent=1, sort_keys=True) + "\n")
 
 
+def base_settings(vs: StudyConfig, images: bool) -> dict[str, Any]:
+    """What a seed's BC base depends on besides the seed (stored in its checkpoint, checked on load)."""
+    out = {k: getattr(vs, k) for k in ("demos", "expert_noise", "bc_steps", "bc_chunk", "bc_hidden")}
+    if images:
+        out.update(image_size=vs.image_size, encoder={k: v for k, v in vs.agent.get("encoder", {}).items()
+                                                      if k not in ("freeze_backbone", "backbone_from")})
+    return out
+
+
 def _seed_setup(variant: str, vs: StudyConfig, seed: int, scale: np.ndarray,
-                evaluate: bool = True, base_file: Path | None = None) -> tuple[Any, list, dict[str, Any], Any]:
+                evaluate: bool = True, base_file: Path | None = None,
+                known_base: dict[str, Any] | None = None) -> tuple[Any, list, dict[str, Any], Any]:
     """Demos, BC base, its paired evaluation, and (sim) the oracle ceiling and probe states of one seed.
 
     ``evaluate=False`` (a resumed seed whose ``base.json`` holds them) skips the base's and the
     oracle's evaluations; the probe states come from seeded resets, so they are the same.
     ``base_file``: the seed's BC base checkpoint; loaded when it exists (so every worker and every
     later session, whatever code it runs, practises on the base that ``base.json`` evaluated),
-    else trained and written there."""
+    else trained and written there; a base trained for a seed whose ``base.json`` already exists
+    (``evaluate=False``) is evaluated and written only if it reproduces ``base.json``'s outcomes
+    (``known_base``) episode for episode.
+
+    Raises:
+        ValueError: ``base_file`` was trained with other BC settings than ``vs``'s.
+    """
     import torch
 
     from learners.bench_learn_diag import oracle_ceiling, probe_states
     from policies.bc import load_bc_policy, save_bc_policy
+    from policies.checkpoint import read_metadata
 
     task, _, obs = variant.partition("/")
     torch.manual_seed(seed)
+    settings = json.loads(json.dumps({"variant": variant, "seed": seed, **base_settings(vs, obs == "image")}))
     env = make_variant_env(variant, vs.image_size, vs.gym_env)
     try:
         demos = collect_demos(env, task, vs.demos, vs.expert_noise, seed)
+        info: dict[str, Any] = {}
         if base_file is not None and base_file.exists():
+            saved = {k: read_metadata(base_file).get(k) for k in settings}
+            if saved != settings:
+                raise ValueError(f"{base_file} is the BC base of other settings ({saved}, this study: {settings}); "
+                                 f"delete it (and the seed's base.json and runs) to start the seed afresh")
             base = load_bc_policy(base_file)
         else:
             base = train_base(demos, vs, seed, images=obs == "image")
             if base_file is not None:
-                save_bc_policy(base_file, base.model, {"variant": variant, "seed": seed})
-        info = {"base": evaluate_paired(env, base.act, vs, base.reset)} if evaluate else {}
+                reproduced = True
+                if not evaluate and known_base is not None:  # base.json came from an earlier base: same one?
+                    info["base"] = evaluate_paired(env, base.act, vs, base.reset)
+                    reproduced = info["base"]["successes"] == known_base["successes"]
+                    if not reproduced:
+                        log.warning("%s seed %d: the retrained BC base does not reproduce base.json's outcomes "
+                                    "(%.2f against %.2f): not saved; its residual runs will be flagged",
+                                    variant, seed, info["base"]["success_rate"], known_base["success_rate"])
+                if reproduced and not base_file.exists():  # a concurrent worker may have saved its own first
+                    save_bc_policy(base_file, base.model, settings)
+                if base_file.exists():
+                    base = load_bc_policy(base_file)  # every worker practises on the one saved base
+        if evaluate:
+            info["base"] = evaluate_paired(env, base.act, vs, base.reset)
         probes = None
         if vs.diagnostics and not is_gym(variant):  # the oracle needs a built-in task's expert
             if evaluate:
@@ -580,8 +622,10 @@ def run_study(study: StudyConfig, progress: bool = True, runs_dir: Path | None =
             base = probes = demos = None
             known = folder is not None and (folder / "base.json").exists()
             if not study.report_only and (todo or not known):
+                known_base = json.loads((folder / "base.json").read_text())["base"] if known else None
                 base, demos, info, probes = _seed_setup(variant, vs, seed, residual_scale, evaluate=not known,
-                                                        base_file=folder / BASE_FILE if folder is not None else None)
+                                                        base_file=folder / BASE_FILE if folder is not None else None,
+                                                        known_base=known_base)
                 if folder is not None and (folder / "base.json").exists():  # never rewritten: runs refer to it
                     # (another worker may have written it during this setup)
                     info = json.loads((folder / "base.json").read_text())
@@ -632,8 +676,9 @@ def run_study(study: StudyConfig, progress: bool = True, runs_dir: Path | None =
 
 
 def methods_on_disk(runs_dir: Path, methods: Sequence[str]) -> tuple[str, ...]:
-    """The ablation methods (not in ``methods``) with at least one finished run file under
-    ``runs_dir``, in :data:`METHOD_SPECS` order: what a report of the whole study includes."""
+    """The methods not in ``methods`` with at least one finished run file under ``runs_dir``, in
+    :data:`METHOD_SPECS` order (ablations, and a main method left out of ``methods``): what a report
+    of the whole study includes (``learn.extra_methods=[]`` reports only ``methods``)."""
     found = {p.stem for p in runs_dir.glob("*/seed*/*.json")} if runs_dir.is_dir() else set()
     return tuple(m for m in METHOD_SPECS if m in found and m not in methods)
 

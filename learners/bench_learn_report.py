@@ -137,7 +137,9 @@ def run_rows(runs_dir: Path) -> str:
         run, base = json.loads(path.read_text()), json.loads((path.parent / "base.json").read_text())
         points = ", ".join(f"{f'{int(s) // 1000}k' if s and int(s) % 1000 == 0 else int(s)}: {r:.2f}" for s, r in run["curve"])
         if path.stem.startswith("residual"):  # an untrained residual is zero: its step 0 is the base, episode for episode
-            off = sum(a != b for a, b in zip(run["successes"][0], base["base"]["successes"]))
+            from learners.bench_learn import base_mismatch
+
+            off = base_mismatch(run["successes"][0], base["base"]["successes"])
             if off:
                 points += f" (step 0 differs from base.json on {off} episodes: another base)"
         d = np.asarray(run["successes"][-1], float) - np.asarray(base["base"]["successes"], float)

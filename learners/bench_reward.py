@@ -257,7 +257,7 @@ def run_study(cfg: RewardStudyConfig, progress: bool = True) -> dict[str, Any]:
         diff = bl.paired_difference([run], [base_eval["successes"]])
         result["learn"] = {"curve": run["curve"], "paired_difference_to_base": diff,
                            "intervention_steps": run["intervention_steps"], "updates": run["updates"],
-                           "seconds": run["seconds"]}
+                           "seconds": run["seconds"], "base_mismatch_episodes": run.get("base_mismatch_episodes", 0)}
     proc_path = out / f"processes_seed{cfg.seed}.json"
     if cfg.process_steps and not proc_path.exists():
         from learners.bench_reward_hil import run_processes

@@ -236,13 +236,13 @@ class SpatialEmbedding(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` -> ``(B, C*K)``."""
-        b, c = x.shape[:2]
+        b, c, h, w = x.shape
         # One (K x P) @ (P x B) product per channel: the batch is the wide dimension of each small
         # matmul. 2.4-3.4x faster forward + backward on one CPU thread than einsum's (B x P) @
         # (P x K) per channel (what bmm does with K = 8 outputs), for 512 x 4x4 ResNet maps and
         # 32 x 25x25 small-conv maps alike; the same sums, to float rounding.
-        out = torch.bmm(self.kernel.transpose(1, 2), x.reshape(b, c, -1).permute(1, 2, 0))  # (C, K, B)
-        return out.permute(2, 0, 1).reshape(b, -1)
+        out = torch.bmm(self.kernel.transpose(1, 2), x.reshape(b, c, h * w).permute(1, 2, 0))  # (C, K, B)
+        return out.permute(2, 0, 1).reshape(b, c * self.kernel.shape[2])
 
 
 class ImageEncoder(nn.Module):

@@ -107,33 +107,60 @@ def test_a_report_of_the_whole_study_includes_every_ablation_on_disk(tmp_path):
 
 def test_a_resumed_seed_practises_on_the_saved_base_and_a_foreign_base_is_flagged(tmp_path, monkeypatch):
     """The seed's BC base is saved next to base.json and loaded on resume (not retrained, so other
-    code cannot swap it); a run whose step-0 outcomes differ from base.json's is flagged."""
+    code cannot swap it); a base that does not reproduce base.json is never saved, and a run whose
+    step-0 outcomes differ from base.json's is flagged."""
+    from policies import bc as bc_mod
+
     learn = {**TINY, "methods": ["bc", "residual"], "out_dir": str(tmp_path), "name": "s"}
+    trained, loaded = [], []
+    real_train, real_load = bl.train_base, bc_mod.load_bc_policy
+    monkeypatch.setattr(bl, "train_base", lambda *a, **k: trained.append(real_train(*a, **k)) or trained[-1])
+    monkeypatch.setattr(bc_mod, "load_bc_policy", lambda *a, **k: loaded.append(real_load(*a, **k)) or loaded[-1])
     bl.run({"quick": True, "progress": False, "learn": learn})
     seed_dir = tmp_path / "runs" / "s" / "pick_cube_state" / "seed0"
-    assert (seed_dir / bl.BASE_FILE).exists()
+    assert (seed_dir / bl.BASE_FILE).exists() and len(trained) == 1
     first = json.loads((seed_dir / "residual.json").read_text())
     assert first["base_mismatch_episodes"] == 0
+
+    # resumed: the saved base is loaded, weight for weight the trained one, and never retrained
     (seed_dir / "residual.json").unlink()
-
-    def no_training(*args, **kwargs):
-        raise AssertionError("the base was trained again")
-
-    monkeypatch.setattr(bl, "train_base", no_training)
+    loaded.clear()
     bl.run({"quick": True, "progress": False, "learn": learn})
-    again = json.loads((seed_dir / "residual.json").read_text())
-    assert again["successes"][0] == first["successes"][0]
-    assert again["base_mismatch_episodes"] == 0
+    assert len(trained) == 1 and loaded
+    for k, v in trained[0].model.state_dict().items():
+        assert torch.equal(v, loaded[-1].model.state_dict()[k]), k
+    assert json.loads((seed_dir / "residual.json").read_text())["base_mismatch_episodes"] == 0
 
-    # base.json that another base wrote: the residual's step 0 disagrees and the run says so
+    # other BC settings than the saved base's: a clear error, nothing run
+    (seed_dir / "residual.json").unlink()
+    with pytest.raises(ValueError, match="BC base of other settings"):
+        bl.run({"quick": True, "progress": False, "learn": {**learn, "bc_steps": 21}})
+
+    # base.json written by another base: the retrained base is not saved, and the run is flagged
     base = json.loads((seed_dir / "base.json").read_text())
     base["base"]["successes"] = [not x for x in base["base"]["successes"]]
     (seed_dir / "base.json").write_text(json.dumps(base))
-    (seed_dir / "residual.json").unlink()
+    (seed_dir / bl.BASE_FILE).unlink()
     bl.run({"quick": True, "progress": False, "learn": learn})
+    assert len(trained) == 2 and not (seed_dir / bl.BASE_FILE).exists()
     flagged = json.loads((seed_dir / "residual.json").read_text())
     assert flagged["base_mismatch_episodes"] == len(base["base"]["successes"])
     assert "differs from base.json on" in report.run_rows(tmp_path / "runs" / "s")
+    assert bl.base_mismatch([True, False], [True]) == 2 and bl.base_mismatch([True, False], [True, True]) == 1
+
+
+def test_a_worker_share_of_the_committed_study_reports_the_whole_study(tmp_path, monkeypatch):
+    """A worker that runs a share of the committed study (here: one ablation) rewrites the
+    committed report from every run file there, its ablation and the others' methods included."""
+    written = []
+    monkeypatch.setattr(bl, "RESULTS", tmp_path)
+    monkeypatch.setattr(report, "update_markdown", lambda paths, table, runs: written.append(table) or [])
+    share = {**TINY, "methods": ["bc"], "extra_methods": ["residual_nogate"]}
+    bl.run({"quick": False, "progress": False, "learn": share})
+    result = json.loads((tmp_path / "learn_full.json").read_text())
+    assert result["config"]["report_only"] is True  # the whole study's report, not the share's
+    assert {"bc", "residual_nogate"} <= set(result["results"]["pick_cube/state"])
+    assert written and "residual_nogate" in written[-1]
 
 
 def test_paired_difference_interval():

@@ -63,9 +63,10 @@ def test_spatial_embedding_matches_einsum(shape):
     torch.manual_seed(0)
     b, c, h, w = shape
     pool = SpatialEmbedding(c, h, w, num_features=8)
-    x = torch.randn(shape)
+    x = torch.randn(shape, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
     ref_kernel = pool.kernel.detach().clone().requires_grad_(True)
-    ref = torch.einsum("bcp,cpk->bck", x.reshape(b, c, -1), ref_kernel).reshape(b, -1)
+    ref = torch.einsum("bcp,cpk->bck", x_ref.reshape(b, c, -1), ref_kernel).reshape(b, -1)
     out = pool(x)
     assert out.shape == (b, c * 8)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
@@ -73,6 +74,8 @@ def test_spatial_embedding_matches_einsum(shape):
     (out * weights).sum().backward()
     (ref * weights).sum().backward()
     torch.testing.assert_close(pool.kernel.grad, ref_kernel.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-5, atol=1e-5)  # a trainable backbone's gradient
+    assert pool(torch.zeros(0, c, h, w)).shape == (0, c * 8)  # an empty batch
 
 
 def test_resnet_loads_local_weights_and_freezes(tmp_path):
