@@ -94,15 +94,19 @@ def plot(result: Mapping[str, Any], path: Path) -> list[str]:
     variants = list(result["results"])
     if not variants:
         return []
-    fig, axes = plt.subplots(1, len(variants), figsize=(5.2 * len(variants), 3.8), squeeze=False)
+    # one colour per method in every panel, legends under the panels (never over the curves)
+    every = list(dict.fromkeys(m for v in variants for m in _methods(result["results"][v])))
+    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(every)}
+    rows = max(len(_methods(result["results"][v])) + 1 for v in variants)
+    fig, axes = plt.subplots(1, len(variants), figsize=(5.2 * len(variants), 3.6 + 0.17 * rows), squeeze=False)
     for ax, variant in zip(axes[0], variants):
         block = result["results"][variant]
         for m in _methods(block):
             s = block[m]
             n = f" ({len(s['seeds'])} seed{'s' if len(s['seeds']) != 1 else ''})" if "seeds" in s else ""
-            line, = ax.plot(s["steps"], s["mean"], label=LABELS.get(m, m) + n, lw=1.8,
-                            ls="--" if m == "bc" else "-")
-            ax.fill_between(s["steps"], s["min"], s["max"], color=line.get_color(), alpha=0.15)
+            ax.plot(s["steps"], s["mean"], label=LABELS.get(m, m) + n, lw=1.8, color=colours[m],
+                    ls="--" if m == "bc" else "-")
+            ax.fill_between(s["steps"], s["min"], s["max"], color=colours[m], alpha=0.15)
         ax.axhline(0.9, color="grey", lw=0.8, ls=":")
         oracle = block.get("_oracle_ceiling_per_seed")
         if oracle:
@@ -113,7 +117,7 @@ def plot(result: Mapping[str, Any], path: Path) -> list[str]:
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("success rate (eval)")
     for ax in axes[0]:
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
