@@ -560,8 +560,9 @@ def _seed_setup(variant: str, vs: StudyConfig, seed: int, scale: np.ndarray,
         if base_file is not None and base_file.exists():
             saved = {k: read_metadata(base_file).get(k) for k in settings}
             if saved != settings:
-                raise ValueError(f"{base_file} is the BC base of other settings ({saved}, this study: {settings}); "
-                                 f"delete it (and the seed's base.json and runs) to start the seed afresh")
+                diff = ", ".join(f"{k} {saved[k]!r} there, {settings[k]!r} here" for k in settings if saved[k] != settings[k])
+                raise ValueError(f"{base_file} is the BC base of other settings ({diff}); delete it and the "
+                                 f"seed's base.json and runs to start the seed afresh")
             base = load_bc_policy(base_file)
         else:
             base = train_base(demos, vs, seed, images=obs == "image")
@@ -609,68 +610,70 @@ def run_study(study: StudyConfig, progress: bool = True, runs_dir: Path | None =
     results: dict[str, Any] = {}
     t0 = time.monotonic()
     bar = tqdm(total=len(study.variants) * study.seeds * len(methods), desc="bench learn", disable=not progress)
-    for variant in study.variants:
-        vs = variant_study(study, variant)
-        runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
-        seeds_info, seed_ids = [], []
-        for seed in range(study.first_seed if not study.report_only else 0, study.seeds):
-            folder = runs_dir / variant.replace("/", "_") / f"seed{seed}" if runs_dir else None
-            todo = [m for m in methods if folder is None or not (folder / f"{m}.json").exists()]
-            if study.report_only and (folder is None or not (folder / "base.json").exists()):
-                bar.update(len(methods))
-                continue
-            base = probes = demos = None
-            known = folder is not None and (folder / "base.json").exists()
-            if not study.report_only and (todo or not known):
-                known_base = json.loads((folder / "base.json").read_text())["base"] if known else None
-                base, demos, info, probes = _seed_setup(variant, vs, seed, residual_scale, evaluate=not known,
-                                                        base_file=folder / BASE_FILE if folder is not None else None,
-                                                        known_base=known_base)
-                if folder is not None and (folder / "base.json").exists():  # never rewritten: runs refer to it
-                    # (another worker may have written it during this setup)
-                    info = json.loads((folder / "base.json").read_text())
-                elif folder is not None:
-                    _write_json(folder / "base.json", info)
-            else:
-                info = json.loads((folder / "base.json").read_text())
-            seeds_info.append(info)
-            seed_ids.append(seed)
-            for m in methods:
-                bar.set_postfix_str(f"{variant} seed {seed} {m}")
-                path = folder / f"{m}.json" if folder is not None else None
-                if path is not None and path.exists():
-                    run = json.loads(path.read_text())
-                elif study.report_only or (path is not None and not claim(path)):
-                    runs[m].append(None)  # another worker is running it: its file will be there for the report
-                    bar.update(1)
+    try:  # the bar ends its line even when a run fails, so the error prints on its own line
+        for variant in study.variants:
+            vs = variant_study(study, variant)
+            runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+            seeds_info, seed_ids = [], []
+            for seed in range(study.first_seed if not study.report_only else 0, study.seeds):
+                folder = runs_dir / variant.replace("/", "_") / f"seed{seed}" if runs_dir else None
+                todo = [m for m in methods if folder is None or not (folder / f"{m}.json").exists()]
+                if study.report_only and (folder is None or not (folder / "base.json").exists()):
+                    bar.update(len(methods))
                     continue
+                base = probes = demos = None
+                known = folder is not None and (folder / "base.json").exists()
+                if not study.report_only and (todo or not known):
+                    known_base = json.loads((folder / "base.json").read_text())["base"] if known else None
+                    base, demos, info, probes = _seed_setup(variant, vs, seed, residual_scale, evaluate=not known,
+                                                            base_file=folder / BASE_FILE if folder is not None else None,
+                                                            known_base=known_base)
+                    if folder is not None and (folder / "base.json").exists():  # never rewritten: runs refer to it
+                        # (another worker may have written it during this setup)
+                        info = json.loads((folder / "base.json").read_text())
+                    elif folder is not None:
+                        _write_json(folder / "base.json", info)
                 else:
-                    try:
-                        run = run_method(m, variant, vs, seed, base, demos, info["base"], files, probes,
-                                         progress=progress)
-                    finally:
+                    info = json.loads((folder / "base.json").read_text())
+                seeds_info.append(info)
+                seed_ids.append(seed)
+                for m in methods:
+                    bar.set_postfix_str(f"{variant} seed {seed} {m}")
+                    path = folder / f"{m}.json" if folder is not None else None
+                    if path is not None and path.exists():
+                        run = json.loads(path.read_text())
+                    elif study.report_only or (path is not None and not claim(path)):
+                        runs[m].append(None)  # another worker is running it: its file will be there for the report
+                        bar.update(1)
+                        continue
+                    else:
+                        try:
+                            run = run_method(m, variant, vs, seed, base, demos, info["base"], files, probes,
+                                             progress=progress)
+                        finally:
+                            if path is not None:
+                                path.with_suffix(".running").unlink(missing_ok=True)
                         if path is not None:
-                            path.with_suffix(".running").unlink(missing_ok=True)
-                    if path is not None:
-                        _write_json(path, run)
-                runs[m].append(run)
-                bar.update(1)
-        if not seeds_info:
-            continue
-        base_runs = [i["base"]["successes"] for i in seeds_info]
-        results[variant] = {}
-        for m, r in runs.items():  # each method over the seeds it has finished (others: still running)
-            done = [i for i, run in enumerate(r) if run is not None]
-            if done:
-                results[variant][m] = {**summarise([r[i] for i in done], [base_runs[i] for i in done]),
-                                       "seeds": [seed_ids[i] for i in done]}
-        results[variant]["_paired"] = paired_between_methods(runs)
-        results[variant]["_seeds"] = len(seeds_info)
-        results[variant]["_base_success_per_seed"] = [i["base"]["success_rate"] for i in seeds_info]
-        if all("oracle" in i for i in seeds_info):
-            results[variant]["_oracle_ceiling_per_seed"] = [i["oracle"]["success_rate"] for i in seeds_info]
-        results[variant]["_settings"] = {k: getattr(vs, k) for k in PER_VARIANT_KEYS}
-    bar.close()
+                            _write_json(path, run)
+                    runs[m].append(run)
+                    bar.update(1)
+            if not seeds_info:
+                continue
+            base_runs = [i["base"]["successes"] for i in seeds_info]
+            results[variant] = {}
+            for m, r in runs.items():  # each method over the seeds it has finished (others: still running)
+                done = [i for i, run in enumerate(r) if run is not None]
+                if done:
+                    results[variant][m] = {**summarise([r[i] for i in done], [base_runs[i] for i in done]),
+                                           "seeds": [seed_ids[i] for i in done]}
+            results[variant]["_paired"] = paired_between_methods(runs)
+            results[variant]["_seeds"] = len(seeds_info)
+            results[variant]["_base_success_per_seed"] = [i["base"]["success_rate"] for i in seeds_info]
+            if all("oracle" in i for i in seeds_info):
+                results[variant]["_oracle_ceiling_per_seed"] = [i["oracle"]["success_rate"] for i in seeds_info]
+            results[variant]["_settings"] = {k: getattr(vs, k) for k in PER_VARIANT_KEYS}
+    finally:
+        bar.close()
     return {"config": dataclasses.asdict(study), "learner_files": files, "results": results,
             "seconds": time.monotonic() - t0}
 
