@@ -474,7 +474,9 @@ def paired_between_methods(runs: Mapping[str, list[dict[str, Any] | None]],
                                # ablations against the shipped recipe (only where both ran)
                                ("residual_hil_nogate", "residual_hil"), ("residual_hil_gate_eval", "residual_hil"),
                                ("residual_hil_nogate", "residual_hil_gate_eval"), ("residual_nogate", "residual"),
-                               ("residual_hil_nobc", "residual_hil"))) -> dict[str, Any]:
+                               ("residual_hil_nobc", "residual_hil"),
+                               # what interventions buy with the gate off on both sides
+                               ("residual_hil_nogate", "residual_nogate"))) -> dict[str, Any]:
     """``a - b`` per evaluation point over the seeds where both methods finished: every method ran
     the same reset seeds, so each episode pair differs only by the method (95 % interval)."""
     out: dict[str, Any] = {}
