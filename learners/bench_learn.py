@@ -554,13 +554,15 @@ def _seed_setup(variant: str, vs: StudyConfig, seed: int, scale: np.ndarray,
 
     task, _, obs = variant.partition("/")
     torch.manual_seed(seed)
+    # as the checkpoint's JSON header holds them (tuples as lists), to compare with what it saved
     settings = json.loads(json.dumps({"variant": variant, "seed": seed, **base_settings(vs, obs == "image")}))
     env = make_variant_env(variant, vs.image_size, vs.gym_env)
     try:
         demos = collect_demos(env, task, vs.demos, vs.expert_noise, seed)
         info: dict[str, Any] = {}
         if base_file is not None and base_file.exists():
-            saved = {k: read_metadata(base_file).get(k) for k in settings}
+            meta = read_metadata(base_file)
+            saved = {k: meta.get(k) for k in settings}
             if saved != settings:
                 diff = ", ".join(f"{k} {saved[k]!r} there, {settings[k]!r} here" for k in settings if saved[k] != settings[k])
                 raise ValueError(f"{base_file} is the BC base of other settings ({diff}); delete it and the "
@@ -577,10 +579,10 @@ def _seed_setup(variant: str, vs: StudyConfig, seed: int, scale: np.ndarray,
                         log.warning("%s seed %d: the retrained BC base does not reproduce base.json's outcomes "
                                     "(%.2f against %.2f): not saved; its residual runs will be flagged",
                                     variant, seed, info["base"]["success_rate"], known_base["success_rate"])
-                if reproduced and not base_file.exists():  # a concurrent worker may have saved its own first
+                if base_file.exists():  # a concurrent worker saved its own first: every worker practises on that one
+                    base = load_bc_policy(base_file)
+                elif reproduced:
                     save_bc_policy(base_file, base.model, settings)
-                if base_file.exists():
-                    base = load_bc_policy(base_file)  # every worker practises on the one saved base
         if evaluate:
             info["base"] = evaluate_paired(env, base.act, vs, base.reset)
         probes = None
@@ -624,19 +626,18 @@ def run_study(study: StudyConfig, progress: bool = True, runs_dir: Path | None =
                     bar.update(len(methods))
                     continue
                 base = probes = demos = None
-                known = folder is not None and (folder / "base.json").exists()
-                if not study.report_only and (todo or not known):
-                    known_base = json.loads((folder / "base.json").read_text())["base"] if known else None
-                    base, demos, info, probes = _seed_setup(variant, vs, seed, residual_scale, evaluate=not known,
+                known = json.loads((folder / "base.json").read_text()) if folder and (folder / "base.json").exists() else None
+                info = known  # base.json is never rewritten: runs refer to it
+                if not study.report_only and (todo or known is None):
+                    base, demos, info, probes = _seed_setup(variant, vs, seed, residual_scale, evaluate=known is None,
                                                             base_file=folder / BASE_FILE if folder is not None else None,
-                                                            known_base=known_base)
-                    if folder is not None and (folder / "base.json").exists():  # never rewritten: runs refer to it
-                        # (another worker may have written it during this setup)
+                                                            known_base=known["base"] if known else None)
+                    if known is not None:
+                        info = known
+                    elif folder is not None and (folder / "base.json").exists():  # another worker wrote it meanwhile
                         info = json.loads((folder / "base.json").read_text())
                     elif folder is not None:
                         _write_json(folder / "base.json", info)
-                else:
-                    info = json.loads((folder / "base.json").read_text())
                 seeds_info.append(info)
                 seed_ids.append(seed)
                 for m in methods:
@@ -737,17 +738,20 @@ def run(cfg: dict) -> dict:
     if env_group.get("type") == "gym":  # hilr bench learn env=gym env.id=... : the user's simulator
         learn = {"variants": ["gym/state"], **learn, "gym_env": env_group}
     runs_dir = out_dir / "runs" / name
-    if learn.get("report_only") and "extra_methods" not in learn:
-        learn["extra_methods"] = methods_on_disk(runs_dir, study_config({"quick": quick, "learn": learn}).methods)
-    study = study_config({"quick": quick, "learn": learn})
+
+    def config(learn: dict[str, Any], quick: bool) -> StudyConfig:
+        study = study_config({"quick": quick, "learn": learn})
+        if study.report_only and "extra_methods" not in learn:  # a report covers every method with a run file
+            study = dataclasses.replace(study, extra_methods=methods_on_disk(runs_dir, study.methods))
+        return study
+
+    study = config(learn, quick)
     result = run_study(study, progress=cfg.get("progress", True), runs_dir=runs_dir)
     committed = not quick and out_dir == RESULTS and name == "learn_full"
     if committed and not study.report_only and set(learn) - {"progress"}:
         # a worker ran a share (some variants, methods or seeds): the committed report is the whole
-        # study's, summarised from every run file there (every method that has one), never just
-        # this worker's share
-        whole = study_config({"quick": False, "learn": {"report_only": True}})
-        study = dataclasses.replace(whole, extra_methods=methods_on_disk(runs_dir, whole.methods))
+        # study's, summarised from every run file there, never just this worker's share
+        study = config({"report_only": True}, False)
         result = run_study(study, progress=False, runs_dir=runs_dir)
     result["quick"] = quick
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -131,6 +131,8 @@ def run_rows(runs_dir: Path) -> str:
 
     import numpy as np
 
+    from learners.bench_learn import base_mismatch
+
     head = ("| run | success at each evaluation point (env steps) | final − base [95 % CI] | operator drove | "
             "oracle ceiling | critic prefers oracle (first → last) | gate open (first → last) |\n"
             "|---|---|---|---|---|---|---|\n")
@@ -141,8 +143,6 @@ def run_rows(runs_dir: Path) -> str:
         run, base = json.loads(path.read_text()), json.loads((path.parent / "base.json").read_text())
         points = ", ".join(f"{f'{int(s) // 1000}k' if s and int(s) % 1000 == 0 else int(s)}: {r:.2f}" for s, r in run["curve"])
         if path.stem.startswith("residual"):  # an untrained residual is zero: its step 0 is the base, episode for episode
-            from learners.bench_learn import base_mismatch
-
             off = base_mismatch(run["successes"][0], base["base"]["successes"])
             if off:
                 points += f" (step 0 differs from base.json on {off} episodes: another base)"
