@@ -29,6 +29,7 @@ import numpy as np
 from learners.agent_model import ModelRefused, adopt_model, model_changes, model_doc
 from learners.inprocess import executed_action
 from learners.rollout import episode_rates, wilson_interval
+from learners.transport.spec import DIGEST
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,21 @@ class ActorLoop:
             self._writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
         self._set_parts = self._find_set_parts(env)
         self._pace_t0: float | None = None
+        self._features: Any = None  # FeatureCache of the current agent's encoder (features_from=actor)
+
+    @property
+    def features(self) -> Any:
+        """The :class:`learners.feature_cache.FeatureCache` that turns this actor's camera images
+        into its frozen backbone's features (``learner.features_from=actor``), else None. Rebuilt
+        when the agent is (an adopted model keeps the base's backbone, so the digest stays)."""
+        cfg = self.agent.cfg
+        if not (getattr(cfg, "cache_features", False) and getattr(cfg, "features_from", "learner") == "actor"):
+            return None
+        if self._features is None or self._features.encoder is not self.agent.encoder:
+            from learners.feature_cache import FeatureCache
+
+            self._features = FeatureCache(self.agent.encoder)
+        return self._features
 
     @staticmethod
     def _find_set_parts(env: Any) -> Any:
@@ -271,6 +287,7 @@ class ActorLoop:
         self.poll_weights(between_episodes=True)  # the arm is at rest: a model rebuild may take seconds
         obs, info = self.env.reset(seed=seed)
         self.agent.reset()
+        feats = self._featurize(obs)
         t0 = time.monotonic()
         ep = {"return": 0.0, "length": 0, "interventions": 0, "intervention_steps": 0, "success": False,
               "gate_open_steps": 0, "reward_source": "none", "label": None, "disagreement": False}
@@ -279,15 +296,25 @@ class ActorLoop:
         while not done:
             self.poll_weights()
             warm = (not self.cfg.deterministic) and self.env_steps < self.warmup_steps and self.agent.learns
-            action, base, residual = self.agent.act(obs, deterministic=self.cfg.deterministic, warmup=warm)
+            if feats is None:
+                action, base, residual = self.agent.act(obs, deterministic=self.cfg.deterministic, warmup=warm)
+            else:
+                action, base, residual = self.agent.act(obs, deterministic=self.cfg.deterministic, warmup=warm,
+                                                        features=feats)
             if self._set_parts is not None:
                 self._set_parts(base, residual)
             next_obs, reward, terminated, truncated, info = self.env.step(action)
+            next_feats = self._featurize(next_obs)
             # the critic learns from what the arm executed (after the safety clip); what the policy or
             # the operator asked for travels beside it
             executed = executed_action(info, action)
             if self.sender is not None and not info.get("action_dropped", False):  # a dropped action never ran
-                tr = make_transition(obs, next_obs, executed, base, residual, reward, terminated, truncated, info)
+                if feats is None:
+                    tr = make_transition(obs, next_obs, executed, base, residual, reward, terminated, truncated, info)
+                else:  # the backbone's features travel in place of the images, with its digest
+                    tr = make_transition(feats, next_feats, executed, base, residual, reward, terminated, truncated,
+                                         info)
+                    tr[DIGEST] = self.features.digest
                 tr["requested_action"] = np.asarray(info.get("action", action), np.float32)
                 if "success_probability" in info:  # audit trail of the classifier's reward
                     tr["success_probability"] = np.float32(info["success_probability"])
@@ -309,7 +336,7 @@ class ActorLoop:
                 ep["disagreement"] = ep["disagreement"] or bool(info.get("disagreement", False))
             self.env_steps += 1
             self._pace()
-            obs = next_obs
+            obs, feats = next_obs, next_feats
             done = terminated or truncated
             if stop_at_budget and self.cfg.total_steps and self.env_steps >= self.cfg.total_steps:
                 break
@@ -333,6 +360,12 @@ class ActorLoop:
         elif self.cfg.log_every_episodes and len(self.episodes) % self.cfg.log_every_episodes == 0:
             log.info("episode %d: %s", len(self.episodes), self.postfix())
         return ep
+
+    def _featurize(self, obs: Mapping[str, Any]) -> dict[str, Any] | None:
+        """``obs`` with each camera replaced by the frozen backbone's features (one backbone run
+        per frame, used to act and to send), or None when the actor sends images."""
+        cache = self.features
+        return None if cache is None else cache.frame(obs)
 
     def _log_episode(self, ep: dict[str, Any]) -> None:
         """TensorBoard scalars of one finished episode, against env steps."""

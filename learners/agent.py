@@ -94,6 +94,7 @@ class AgentConfig:
     gate_heads: int = 0
     metrics_every: int = 1
     cache_features: bool = False
+    features_from: str = "learner"
     compile: bool = False
     compile_backend: str = "inductor"
 
@@ -124,6 +125,10 @@ class AgentConfig:
             raise ValueError("metrics_every must be >= 1")
         if self.cache_features and not self.encoder.freeze_backbone:
             raise ValueError("cache_features needs encoder.freeze_backbone=true (a trained backbone's features go stale)")
+        if self.features_from not in ("learner", "actor"):
+            raise ValueError(f"features_from must be learner or actor, got {self.features_from!r}")
+        if self.features_from == "actor" and not self.cache_features:
+            raise ValueError("features_from=actor needs cache_features=true (the learner stores the actor's features)")
         self.device = resolve_device(self.device)
 
     @classmethod
@@ -303,7 +308,8 @@ class Agent:
 
     @torch.no_grad()
     def act(self, obs: Mapping[str, np.ndarray], deterministic: bool = False,
-            warmup: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            warmup: bool = False, features: Mapping[str, np.ndarray] | None = None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Choose an action for one (unbatched) observation.
 
         Args:
@@ -311,6 +317,10 @@ class Agent:
             deterministic: evaluation: the residual's mean, no noise.
             warmup: collection warm-up: base + uniform noise ``warmup_noise * U(-1, 1)``
                 residual (ResFiT), or uniform random actions in rlpd mode.
+            features: ``obs`` with each camera replaced by its frozen-backbone features
+                (:meth:`learners.feature_cache.FeatureCache.frame`, ``learner.features_from=actor``):
+                the residual and the gate read these, so the backbone is not run again; the
+                base policy still reads ``obs``.
 
         Returns:
             ``(action, base_action, residual_action)``, each ``(A,)`` float32; ``action =
@@ -324,7 +334,8 @@ class Agent:
             residual = self._noise(self.cfg.warmup_noise, uniform=True).copy()
         else:
             self.encoder.eval()
-            feat = self.encoder(obs_to_tensors({k: obs[k] for k in self.spec}, self.device))
+            src = obs if features is None else features
+            feat = self.encoder(obs_to_tensors({k: src[k] for k in self.spec}, self.device))
             base_t = torch.as_tensor(base, device=self.device).unsqueeze(0)
             if self.cfg.algo == "sac" and not deterministic:
                 residual_t = self.actor.explore(feat, base_t)

@@ -15,6 +15,14 @@ equally, on real observations of the sim (two 128x128 MuJoCo cameras + proprio):
 The base runs a network forward pass on every call (its chunk queue is cleared first), the
 worst case; ``chunked_*`` entries give the latency with the configured receding-chunk
 execution. The ratio ``base_residual / base`` is the cost of the residual on the actor.
+
+``features``: a residual on a frozen backbone whose features the learner caches
+(``learner.cache_features=true``), for the base's own conv trunk (``backbone_from=base``) and
+a ResNet-10 at full resolution, each with ``learner.features_from=learner`` (the actor acts on
+and sends images; the learner's backbone runs on every received frame) against ``actor`` (the
+actor runs the backbone once per frame, acts on and sends the features): the actor's time per
+step, the bytes of one encoded transition on the wire, and the learner's backbone time per
+received frame, all in the same run.
 """
 
 from __future__ import annotations
@@ -61,7 +69,8 @@ def run(cfg: dict) -> dict:
     """Measure; returns ``base``, ``base_residual`` (p50/p99/mean ms) and their ratios.
 
     Config (``actor:`` node of bench.yaml, all optional): ``steps`` (timed calls per mode, 300),
-    ``warmup`` (untimed calls, 20), ``threads`` (torch threads, 1), ``image_size`` (128).
+    ``warmup`` (untimed calls, 20), ``threads`` (torch threads, 1), ``image_size`` (128),
+    ``features`` (also time actor-made backbone features against images, true).
     """
     import torch
 
@@ -108,8 +117,78 @@ def run(cfg: dict) -> dict:
             if i >= warmup:
                 results["chunked_" + name].append((time.perf_counter() - t0) * 1e3)
     out = {k: _stats(v) for k, v in results.items()}
+    if opts.get("features", True):
+        base_enc = dict(_yaml("policy/bc_image.yaml")["encoder"])
+        out["features"] = {
+            "base_conv": _features(observations, spec, base, learner, {**base_enc, "backbone_from": "base"}, steps, warmup),
+            "resnet10": _features(observations, spec, base, learner, {"backbone": "resnet10", "channels": 64,
+                                                                      "image_size": None}, steps, warmup)}
     b, r = out["base"], out["base_residual"]
     return {"benchmark": "actor", "threads": threads, "image_size": size, "cameras": 2, **out,
             "ratio_p50": round(r["p50_ms"] / b["p50_ms"], 3), "ratio_p99": round(r["p99_ms"] / b["p99_ms"], 3),
             "residual_extra_p50_ms": round(r["p50_ms"] - b["p50_ms"], 3),
             "classifier_share_of_period_p99": round(out["reward_classifier"]["p99_ms"] / 100.0, 4)}  # of 100 ms at 10 Hz
+
+
+def _features(observations: list[dict[str, np.ndarray]], spec: dict, base: Any, learner: dict, encoder: dict,
+              steps: int, warmup: int) -> dict[str, Any]:
+    """Images against actor-made features on one frozen backbone, interleaved step by step.
+
+    Returns, per ``learner`` (images on the wire) and ``actor`` (features on the wire): the
+    actor's step (backbone + residual, p50/p99 ms; the base is the same in both and left
+    out), the encoded transition's bytes (two frames: obs and next obs) and the learner's
+    backbone ms per received frame; plus ``bytes_ratio`` (images / features).
+    """
+    from learners.actor_loop import make_transition
+    from learners.agent import Agent
+    from learners.builders import agent_config
+    from learners.feature_cache import FeatureCache
+    from learners.transport import wire
+    from learners.transport.spec import DIGEST
+
+    class _NoBase:  # the base's cost is the same either way: time the residual side alone
+        def act(self, obs):
+            return np.zeros(7, np.float32)
+
+        def reset(self):
+            pass
+
+    enc = {**encoder, "freeze_backbone": True}
+    source = base if enc.get("backbone_from") == "base" else None
+    agent = Agent(spec, agent_config(learner, mode="residual", cache_features=True, features_from="actor",
+                                     encoder={**learner.get("encoder", {}), **enc}), _NoBase(), backbone_source=source)
+    actor_cache, learner_cache = FeatureCache(agent.encoder), FeatureCache(agent.encoder)
+    fields = {"actor": "bench", "stream": 0, "seq": 0, "policy_version": 0, "sent_unix": 0.0}
+    zeros = np.zeros(7, np.float32)
+    times: dict[str, list[float]] = {"actor_ms_learner": [], "actor_ms_actor": [], "ingest_ms_learner": [],
+                                     "ingest_ms_actor": []}
+    nbytes = {}
+    for i in range(warmup + steps):
+        obs, nxt = observations[i % len(observations)], observations[(i + 1) % len(observations)]
+        t0 = time.perf_counter()
+        agent.act(obs)  # images: the residual's encoder runs the frozen backbone
+        t1 = time.perf_counter()
+        feats = actor_cache.frame(obs)  # features: the backbone once, then act on its output
+        agent.act(obs, features=feats)
+        t2 = time.perf_counter()
+        learner_cache.frame(obs)  # the learner's backbone on a received image frame
+        t3 = time.perf_counter()
+        learner_cache.frame(feats)  # an actor-made frame is stored as it comes
+        t4 = time.perf_counter()
+        if i >= warmup:
+            for key, dt in (("actor_ms_learner", t1 - t0), ("actor_ms_actor", t2 - t1),
+                            ("ingest_ms_learner", t3 - t2), ("ingest_ms_actor", t4 - t3)):
+                times[key].append(dt * 1e3)
+        if not nbytes:
+            tr = make_transition(obs, nxt, zeros, zeros, zeros, 0.0, False, False, {})
+            nbytes["learner"] = len(wire.encode("transition", fields, tr))
+            tr = make_transition(feats, actor_cache.frame(nxt), zeros, zeros, zeros, 0.0, False, False, {})
+            tr[DIGEST] = actor_cache.digest
+            nbytes["actor"] = len(wire.encode("transition", fields, tr))
+    out: dict[str, Any] = {"backbone": enc["backbone"], "feature_shape": list(actor_cache.shapes[actor_cache.keys[0]])}
+    for where in ("learner", "actor"):
+        out[where] = {"actor_step": _stats(times[f"actor_ms_{where}"]), "transition_bytes": nbytes[where],
+                      "learner_ingest_p50_ms_per_frame": _stats(times[f"ingest_ms_{where}"])["p50_ms"]}
+    out["bytes_ratio"] = round(nbytes["learner"] / nbytes["actor"], 3)
+    out["actor_step_ratio_p50"] = round(out["actor"]["actor_step"]["p50_ms"] / out["learner"]["actor_step"]["p50_ms"], 3)
+    return out

@@ -14,6 +14,7 @@ local weight file (:mod:`policies.hilserl_resnet`); nothing is ever downloaded.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -418,6 +419,20 @@ class ObservationEncoder(nn.Module):
         (``(C, h, w)`` float16): see :meth:`ImageEncoder.backbone_features`."""
         return {k: ((self.encoder_for(k).feature_shape, "float16") if k in self.image_keys else v)
                 for k, v in self.spec.items()}
+
+    def backbone_digest(self) -> bytes:
+        """SHA-256 of every camera's backbone weights and buffers (names, dtypes, shapes, values),
+        in camera order: two encoders with equal digests compute equal cached features, so
+        features made by an actor can be trusted by a learner (``learner.features_from=actor``)."""
+        h = hashlib.sha256()
+        for k in self.image_keys:
+            enc = self.encoder_for(k)
+            h.update(f"{k}|{enc.cfg.backbone}|{enc.cfg.channels}|{enc.cfg.image_size}".encode())
+            for name, t in enc.backbone.state_dict().items():
+                a = t.detach().cpu().contiguous()
+                h.update(f"|{name}|{a.dtype}|{tuple(a.shape)}|".encode())
+                h.update(a.reshape(-1).view(torch.uint8).numpy().tobytes())
+        return h.digest()
 
     @torch.no_grad()
     def featurize(self, obs: Mapping[str, np.ndarray], batch: int = 64) -> dict[str, np.ndarray]:

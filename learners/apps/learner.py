@@ -32,7 +32,7 @@ def run_learner(cfg: dict, out_dir: Path) -> dict:
                                    obs_spec_from_dataset, transport_config)
     from learners.learner_loop import LearnerLoop, LearnerLoopConfig
     from learners.transport import TransitionReceiver, WeightPublisher
-    from learners.transport.spec import transition_spec
+    from learners.transport.spec import DIGEST, transition_spec
     from robot_env.registry import config_from_dict
 
     import os
@@ -93,8 +93,15 @@ def run_learner(cfg: dict, out_dir: Path) -> dict:
     tcfg = transport_config(cfg["transport"], ack_policy="commit")
     # every transition is checked against this layout at the socket: a misconfigured actor
     # is refused (and told why), never crashes the learner
-    required, optional = transition_spec(spec, acfg.action_dim)
-    receiver = TransitionReceiver(tcfg, expected=required, optional=optional)
+    check = None
+    if cache is not None and acfg.features_from == "actor":
+        # the actor sends its backbone's features in place of images, with the backbone's digest
+        required, optional = transition_spec(replay_spec, acfg.action_dim, features=True)
+        check = lambda arrays: cache.check_digest(arrays[DIGEST])  # noqa: E731 - another backbone's are refused
+        log.info("features from the actor: backbone %s", bytes(cache.digest).hex()[:12])
+    else:
+        required, optional = transition_spec(spec, acfg.action_dim)
+    receiver = TransitionReceiver(tcfg, expected=required, optional=optional, check=check)
     publisher = WeightPublisher(tcfg)
     writer = None
     if cfg.get("tensorboard", True):
@@ -120,7 +127,11 @@ def run_learner(cfg: dict, out_dir: Path) -> dict:
         receiver.start()
         publisher.start()
         log.info("learner listening on ports %s (transitions) / %s (weights)", receiver.port, publisher.port)
-        return loop.run(stop=lambda: stop["flag"])
+        summary = loop.run(stop=lambda: stop["flag"])
+        if cache is not None:  # where the stored features were made
+            summary["feature_cache"] = {"features_from": acfg.features_from, "backbone_frames": cache.backbone_frames,
+                                        "actor_frames": cache.passed_frames}
+        return summary
     finally:
         receiver.close()  # both are no-ops when never started
         publisher.close()

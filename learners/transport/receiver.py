@@ -32,7 +32,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -47,6 +47,13 @@ from learners.transport.spec import conform_floats, stated_spec
 log = logging.getLogger(__name__)
 
 StreamKey = tuple[str, int]  # (actor id, stream)
+
+
+class CheckFailed(wire.WireError):
+    """A transition that matches the spec but fails the receiver's ``check`` (e.g. features made
+    by another backbone)."""
+
+    reason = "check"
 
 
 @dataclass
@@ -93,11 +100,17 @@ class TransitionReceiver(LearnerSocketOwner):
             acknowledged as consumed with the reason (so the actor does not re-send it
             forever and says why); it never reaches :meth:`poll`.
         optional: names that may also appear (checked like ``expected`` when present).
+        check: optional last check of a transition's flat arrays (after the spec's), run on the
+            I/O thread: a ``ValueError`` it raises refuses the transition like a spec mismatch
+            (reason ``check``, its message sent to the actor), e.g. features made by another
+            backbone (:meth:`learners.feature_cache.FeatureCache.check_digest`).
     """
 
     def __init__(self, cfg: TransportConfig, port: int | None = None,
-                 expected: Mapping[str, Any] | None = None, optional: Mapping[str, Any] | None = None) -> None:
+                 expected: Mapping[str, Any] | None = None, optional: Mapping[str, Any] | None = None,
+                 check: Callable[[Mapping[str, np.ndarray]], None] | None = None) -> None:
         self.cfg = cfg
+        self.check = check
         self.expected = wire.array_spec(expected) if expected is not None else None
         self.optional = wire.array_spec(optional) if optional is not None else None
         self.requested_port = cfg.transitions_port if port is None else port
@@ -259,6 +272,13 @@ class TransitionReceiver(LearnerSocketOwner):
         try:
             arrays = conform_floats(msg.arrays, self.expected, self.optional)
             wire.check_arrays(arrays, self.expected, optional=self.optional)
+            if self.check is not None:
+                try:
+                    self.check(arrays)
+                except ValueError as exc:
+                    if isinstance(exc, wire.WireError):
+                        raise
+                    raise CheckFailed(str(exc)) from None
             data = wire.unflatten(arrays)
         except wire.WireError as exc:
             self._refuse(identity, key, seq, exc)

@@ -17,14 +17,20 @@ from learners.transport import wire
 from learners.transport.wire import Spec, array_spec
 
 
+DIGEST = "backbone_digest"  # (32,) uint8: SHA-256 of the backbone that made the features a transition carries
+
+
 def transition_spec(obs_spec: Mapping[str, tuple[tuple[int, ...], str]],
-                    action_dim: int) -> tuple[Spec, Spec]:
+                    action_dim: int, features: bool = False) -> tuple[Spec, Spec]:
     """Required and optional flat array specs of a transition.
 
     Args:
         obs_spec: observation key -> ``(shape, dtype)``, e.g. ``{"state": ((18,), "float32"),
             "front": ((128, 128, 3), "uint8")}`` (the learner's ``ObsSpec``).
         action_dim: size A of the action vectors.
+        features: the cameras of ``obs_spec`` are backbone features made by the actor
+            (``learner.features_from=actor``): ``backbone_digest`` ``(32,) uint8`` is required
+            too, the SHA-256 of the backbone that made them.
 
     Returns:
         ``(required, optional)``, each ``{flat name: (dtype str, shape)}``: ``obs/<k>``,
@@ -42,6 +48,8 @@ def transition_spec(obs_spec: Mapping[str, tuple[tuple[int, ...], str]],
                 "reward": (np.float32, ()), "terminated": flag, "truncated": flag}
     optional = {"intervened": flag, "success": flag, "episode_start": flag, "next_base_action": act,
                 "requested_action": act, "success_probability": (np.float32, ())}
+    if features:
+        required[DIGEST] = (np.uint8, (32,))
     return array_spec(required), array_spec(optional)
 
 

@@ -189,6 +189,16 @@ def test_bench_actor_measures_both_modes():
         assert out[k]["n"] == 5 and out[k]["p50_ms"] > 0
     # a ratio measured in the same run (5 samples on a loaded CI box: its size is not asserted)
     assert out["ratio_p50"] == pytest.approx(out["base_residual"]["p50_ms"] / out["base"]["p50_ms"], rel=0.01)
+    res = out["features"]["resnet10"]
+    assert res["feature_shape"] == [512, 2, 2]  # 64 px / 32
+    # byte counts are exact: two 64x64x3 images per camera and transition against two 512x2x2 float16 maps
+    assert res["learner"]["transition_bytes"] > 2 * 2 * 64 * 64 * 3 > res["actor"]["transition_bytes"]
+    assert res["actor"]["transition_bytes"] > 2 * 2 * 512 * 2 * 2 * 2 + 32
+    assert res["bytes_ratio"] == pytest.approx(res["learner"]["transition_bytes"] / res["actor"]["transition_bytes"],
+                                               rel=1e-3)
+    for where in ("learner", "actor"):
+        assert res[where]["actor_step"]["n"] == 5
+    assert out["features"]["base_conv"]["backbone"] == "small_conv"
 
 
 def test_study_runs_on_a_gymnasium_env_we_did_not_write(tmp_path):
