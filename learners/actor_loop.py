@@ -3,12 +3,15 @@
 One step of :meth:`ActorLoop.step`:
 
 1. take the newest weights, if the learner published any (non-blocking, between steps);
-2. ``agent.act(obs)`` -> ``(action, base_action, residual_action)``;
+2. ``agent.act(obs)`` -> ``(action, base_action, residual_action)`` (with
+   ``learner.features_from=actor`` the frozen backbone runs once per frame and the residual
+   acts on its features);
 3. ``env.step(action)``: the env's wrappers let the operator override the action
    (``info["intervened"]``, ``info["action"]`` = what was executed), then clip it to the
    safety box before it reaches the arm;
 4. queue the transition for the learner (never waits on the network: the sender's outbox
-   keeps it until the learner acknowledges it, and spills to disk if the learner is gone).
+   keeps it until the learner acknowledges it, and spills to disk if the learner is gone);
+   camera images travel as they are, or as those features with the backbone's digest.
 
 Per-episode statistics (success, return, interventions, cycle time, policy version) are
 appended to ``episodes.jsonl`` in the run directory: the demo plots them and ``hilr eval``
@@ -22,14 +25,18 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from learners.agent_model import ModelRefused, adopt_model, model_changes, model_doc
+from learners.episode_stats import count_step, reward_audit
 from learners.inprocess import executed_action
 from learners.rollout import episode_rates, wilson_interval
 from learners.transport.spec import DIGEST
+
+if TYPE_CHECKING:
+    from learners.feature_cache import FeatureCache
 
 log = logging.getLogger(__name__)
 
@@ -88,51 +95,6 @@ def make_transition(obs: Mapping[str, np.ndarray], next_obs: Mapping[str, np.nda
     }
 
 
-def audit_counts(ep: dict[str, Any], info: Mapping[str, Any]) -> None:
-    """Add one step's reward-source audit to the episode's counters (``ep``).
-
-    ``classifier_max_p`` keeps the episode's highest classifier probability; with a privileged
-    success beside the classifier's decision (sims only) the step lands in ``audit_tp/fp/fn/tn``.
-    """
-    p = info.get("success_probability")
-    if p is not None and np.isfinite(p):
-        ep["classifier_max_p"] = max(ep.get("classifier_max_p", 0.0), float(p))
-    truth = info.get("privileged_success")
-    if truth is None:
-        return
-    said = bool(info.get("classifier_success", False))
-    key = {(True, True): "audit_tp", (True, False): "audit_fp", (False, True): "audit_fn",
-           (False, False): "audit_tn"}[(said, bool(truth))]
-    ep[key] = ep.get(key, 0) + 1
-    ep["privileged_success"] = ep.get("privileged_success", False) or bool(truth)
-
-
-def reward_audit(eps: list[dict[str, Any]]) -> dict[str, Any]:
-    """Who set the rewards, and (sims only) the classifier's precision/recall against the
-    privileged success, per step and per episode; empty when no episode had a classifier or label."""
-    out: dict[str, Any] = {}
-    sources: dict[str, int] = {}
-    for e in eps:
-        sources[e.get("reward_source", "none")] = sources.get(e.get("reward_source", "none"), 0) + 1
-    if not set(sources) <= {"none", "robot"}:
-        out["reward_sources"] = sources
-        out["disagreements"] = int(sum(bool(e.get("disagreement")) for e in eps))
-    audited = [e for e in eps if any(k in e for k in ("audit_tp", "audit_fp", "audit_fn", "audit_tn"))]
-    if audited:
-        c = {k: int(sum(e.get(k, 0) for e in audited)) for k in ("audit_tp", "audit_fp", "audit_fn", "audit_tn")}
-        said = [e["success"] and e.get("reward_source") == "classifier" for e in audited]
-        truth = [bool(e.get("privileged_success")) for e in audited]
-        tp = sum(s and t for s, t in zip(said, truth))
-        fp = sum(s and not t for s, t in zip(said, truth))
-        fn = sum(t and not s for s, t in zip(said, truth))
-        out["classifier_audit"] = {
-            "steps": c, "step_precision": c["audit_tp"] / max(1, c["audit_tp"] + c["audit_fp"]),
-            "step_recall": c["audit_tp"] / max(1, c["audit_tp"] + c["audit_fn"]),
-            "episodes": len(audited), "episode_tp": tp, "episode_fp": fp, "episode_fn": fn,
-            "episode_precision": tp / max(1, tp + fp), "episode_recall": tp / max(1, tp + fn)}
-    return out
-
-
 class ActorLoop:
     """Runs the policy on the robot (or sim) and streams what happens.
 
@@ -174,17 +136,20 @@ class ActorLoop:
         self._features: Any = None  # FeatureCache of the current agent's encoder (features_from=actor)
 
     @property
-    def features(self) -> Any:
+    def features(self) -> FeatureCache | None:
         """The :class:`learners.feature_cache.FeatureCache` that turns this actor's camera images
-        into its frozen backbone's features (``learner.features_from=actor``), else None. Rebuilt
-        when the agent is (an adopted model keeps the base's backbone, so the digest stays)."""
+        into its frozen backbone's features (``learner.features_from=actor``), else None (also in
+        ``bc`` mode: nothing reads them). Rebuilt when the agent is (an adopted model keeps the
+        base's backbone, so the digest stays)."""
         cfg = self.agent.cfg
-        if not (getattr(cfg, "cache_features", False) and getattr(cfg, "features_from", "learner") == "actor"):
+        if not (getattr(cfg, "cache_features", False) and getattr(cfg, "features_from", "learner") == "actor"
+                and self.agent.learns):
             return None
         if self._features is None or self._features.encoder is not self.agent.encoder:
             from learners.feature_cache import FeatureCache
 
             self._features = FeatureCache(self.agent.encoder)
+            log.info("camera features made on this actor: backbone %s", bytes(self._features.digest).hex()[:12])
         return self._features
 
     @staticmethod
@@ -296,44 +261,19 @@ class ActorLoop:
         while not done:
             self.poll_weights()
             warm = (not self.cfg.deterministic) and self.env_steps < self.warmup_steps and self.agent.learns
-            if feats is None:
-                action, base, residual = self.agent.act(obs, deterministic=self.cfg.deterministic, warmup=warm)
-            else:
-                action, base, residual = self.agent.act(obs, deterministic=self.cfg.deterministic, warmup=warm,
-                                                        features=feats)
+            on_features = {} if feats is None else {"features": feats}  # the backbone already ran on this frame
+            action, base, residual = self.agent.act(obs, deterministic=self.cfg.deterministic, warmup=warm,
+                                                    **on_features)
             if self._set_parts is not None:
                 self._set_parts(base, residual)
             next_obs, reward, terminated, truncated, info = self.env.step(action)
             next_feats = self._featurize(next_obs)
-            # the critic learns from what the arm executed (after the safety clip); what the policy or
-            # the operator asked for travels beside it
-            executed = executed_action(info, action)
             if self.sender is not None and not info.get("action_dropped", False):  # a dropped action never ran
-                if feats is None:
-                    tr = make_transition(obs, next_obs, executed, base, residual, reward, terminated, truncated, info)
-                else:  # the backbone's features travel in place of the images, with its digest
-                    tr = make_transition(feats, next_feats, executed, base, residual, reward, terminated, truncated,
-                                         info)
-                    tr[DIGEST] = self.features.digest
-                tr["requested_action"] = np.asarray(info.get("action", action), np.float32)
-                if "success_probability" in info:  # audit trail of the classifier's reward
-                    tr["success_probability"] = np.float32(info["success_probability"])
-                if truncated and not terminated:  # the TD target bootstraps from base(next_obs) + residual
-                    tr["next_base_action"] = np.asarray(self.agent.base.act(next_obs), np.float32)
-                self.sender.send(tr, self.policy_version)
+                self._send((obs, next_obs), (feats, next_feats), action, base, residual, reward, terminated,
+                           truncated, info)
             intervened = bool(info.get("intervened", False))
-            ep["interventions"] += int(intervened and not was_intervened)
-            ep["intervention_steps"] += int(intervened)
-            ep["gate_open_steps"] += int(bool(getattr(self.agent, "gate_open", None)))
+            count_step(ep, info, reward, intervened, was_intervened, bool(getattr(self.agent, "gate_open", None)))
             was_intervened = intervened
-            ep["return"] += float(reward)
-            ep["length"] += 1
-            ep["success"] = ep["success"] or bool(info.get("success", False))
-            audit_counts(ep, info)
-            if info.get("success") or info.get("label"):
-                ep["reward_source"] = str(info.get("reward_source", "robot"))
-                ep["label"] = info.get("label", ep["label"])
-                ep["disagreement"] = ep["disagreement"] or bool(info.get("disagreement", False))
             self.env_steps += 1
             self._pace()
             obs, feats = next_obs, next_feats
@@ -346,6 +286,31 @@ class ActorLoop:
                   cycle_time_s=time.monotonic() - t0, policy_version=self.policy_version,
                   sim_time_s=ep["length"] * float(getattr(self.env.unwrapped, "dt", 0.0) or 0.0),
                   overruns=int(info.get("control_overruns", 0)), complete=bool(done))
+        self._finish_episode(ep)
+        return ep
+
+    def _send(self, frames: tuple[Mapping[str, Any], Mapping[str, Any]], feats: tuple[Any, Any], action: np.ndarray,
+              base: np.ndarray, residual: np.ndarray, reward: float, terminated: bool, truncated: bool,
+              info: Mapping[str, Any]) -> None:
+        """Queue one step for the learner: images, or the backbone's features with its digest."""
+        obs, next_obs = frames
+        # the critic learns from what the arm executed (after the safety clip); what the policy or
+        # the operator asked for travels beside it
+        executed = executed_action(info, action)
+        if feats[0] is None:
+            tr = make_transition(obs, next_obs, executed, base, residual, reward, terminated, truncated, info)
+        else:  # the backbone's features travel in place of the images, with its digest
+            tr = make_transition(feats[0], feats[1], executed, base, residual, reward, terminated, truncated, info)
+            tr[DIGEST] = self.features.digest
+        tr["requested_action"] = np.asarray(info.get("action", action), np.float32)
+        if "success_probability" in info:  # audit trail of the classifier's reward
+            tr["success_probability"] = np.float32(info["success_probability"])
+        if truncated and not terminated:  # the TD target bootstraps from base(next_obs) + residual
+            tr["next_base_action"] = np.asarray(self.agent.base.act(next_obs), np.float32)
+        self.sender.send(tr, self.policy_version)
+
+    def _finish_episode(self, ep: dict[str, Any]) -> None:
+        """Record a finished episode: the list, episodes.jsonl, TensorBoard and the log."""
         self.episodes.append(ep)
         if self._episode_log is not None:
             self._episode_log.write(json.dumps(ep) + "\n")
@@ -359,7 +324,6 @@ class ActorLoop:
                      ", DISAGREES with the classifier" if ep["disagreement"] else "")
         elif self.cfg.log_every_episodes and len(self.episodes) % self.cfg.log_every_episodes == 0:
             log.info("episode %d: %s", len(self.episodes), self.postfix())
-        return ep
 
     def _featurize(self, obs: Mapping[str, Any]) -> dict[str, Any] | None:
         """``obs`` with each camera replaced by the frozen backbone's features (one backbone run

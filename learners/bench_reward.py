@@ -155,7 +155,7 @@ def record(cfg: RewardStudyConfig, root: Path, base: Any) -> dict[str, Any]:
 
 def audit(cfg: RewardStudyConfig, checkpoint: Path, base: Any) -> dict[str, Any]:
     """Stage 3: the base acting with ``reward=classifier``; the classifier against the sim's truth."""
-    from learners.actor_loop import audit_counts, reward_audit
+    from learners.episode_stats import audit_counts, reward_audit
 
     env = _camera_env(cfg, classifier_reward(cfg, checkpoint), policy_only=True)
     episodes, latencies = [], []

@@ -56,6 +56,14 @@ class FeatureCache:
         """The replay buffer layout: cameras as ``(C, h, w)`` float16 features."""
         return self.encoder.cached_spec()
 
+    def refresh_digest(self) -> bool:
+        """Re-hash the encoder's backbone (after a checkpoint replaced its weights); True if the
+        digest changed."""
+        new = np.frombuffer(self.encoder.backbone_digest(), np.uint8).copy()
+        changed = not np.array_equal(new, self.digest)
+        self.digest = new
+        return changed
+
     def is_features(self, obs: Mapping[str, Any]) -> bool:
         """True when every camera entry of ``obs`` already holds this backbone's ``(C, h, w)``
         float16 features (False when every one is an image).

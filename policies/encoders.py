@@ -271,7 +271,7 @@ class ImageEncoder(nn.Module):
         self.backbone.eval()  # shape probe with one image: BatchNorm needs eval mode
         with torch.no_grad():
             fh, fw = self.backbone(torch.zeros(1, c, h, w)).shape[-2:]
-        self.backbone.train()
+        self.backbone.train(not cfg.freeze_backbone)  # a frozen backbone never updates its BatchNorm statistics
         ch = self.backbone.out_channels
         self.feature_shape = (int(ch), int(fh), int(fw))  # backbone output per image (C, h, w)
         # DrQ's pixel shift at feature-map scale, for cached features (0 when a cell is too coarse)
@@ -313,6 +313,7 @@ class ImageEncoder(nn.Module):
         """
         if not self.cfg.freeze_backbone:
             raise RuntimeError("cached backbone features need encoder.freeze_backbone=true")
+        self.backbone.eval()  # whatever mode a caller left: the frozen BatchNorm statistics are used, never moved
         return self.backbone(self._preprocess(images)).to(torch.float16)
 
     def forward(self, images: torch.Tensor, augment: bool = False) -> torch.Tensor:
@@ -331,6 +332,7 @@ class ImageEncoder(nn.Module):
         if augment:
             x = random_shift(x, self.cfg.augment_pad)
         if self.cfg.freeze_backbone:
+            self.backbone.eval()  # frozen: its BatchNorm statistics are fixed in every mode
             with torch.no_grad():
                 feat = self.backbone(x)
         else:
@@ -422,8 +424,10 @@ class ObservationEncoder(nn.Module):
 
     def backbone_digest(self) -> bytes:
         """SHA-256 of every camera's backbone weights and buffers (names, dtypes, shapes, values),
-        in camera order: two encoders with equal digests compute equal cached features, so
-        features made by an actor can be trusted by a learner (``learner.features_from=actor``)."""
+        in camera order, hashed from CPU copies (the same on every device): two encoders with
+        equal digests compute the same cached features (bit for bit on the same kind of device;
+        to float rounding across devices, e.g. a CUDA learner's TF32 convolutions), so features
+        made by an actor can be trusted by a learner (``learner.features_from=actor``)."""
         h = hashlib.sha256()
         for k in self.image_keys:
             enc = self.encoder_for(k)

@@ -16,6 +16,7 @@ import json
 import logging
 import signal
 from pathlib import Path
+from typing import Any, Mapping
 
 from robot_env.app import hydra_app, run_dir, to_container
 
@@ -96,9 +97,11 @@ def run_learner(cfg: dict, out_dir: Path) -> dict:
     check = None
     if cache is not None and acfg.features_from == "actor":
         # the actor sends its backbone's features in place of images, with the backbone's digest
+
+        def check(arrays: Mapping[str, Any]) -> None:  # features of another backbone are refused
+            cache.check_digest(arrays[DIGEST])
+
         required, optional = transition_spec(replay_spec, acfg.action_dim, features=True)
-        check = lambda arrays: cache.check_digest(arrays[DIGEST])  # noqa: E731 - another backbone's are refused
-        log.info("features from the actor: backbone %s", bytes(cache.digest).hex()[:12])
     else:
         required, optional = transition_spec(spec, acfg.action_dim)
     receiver = TransitionReceiver(tcfg, expected=required, optional=optional, check=check)
@@ -122,6 +125,12 @@ def run_learner(cfg: dict, out_dir: Path) -> dict:
                 base = backbone_source or load_base_policy(cfg["base_policy"])  # loaded once
             n = load_demo_buffer(replay, cfg.get("demos"), acfg.scale_array(), cfg.get("max_demo_episodes"), base)
             log.info("fresh start: %d demo transitions from %s", n, cfg.get("demos"))
+        elif cache is not None and cache.refresh_digest():  # the checkpoint's backbone made the stored features
+            log.warning("the resumed checkpoint's camera backbone (%s) is not the one base_policy / encoder.pretrained "
+                        "gives: its replay holds that backbone's features, so it stays; actors must run the same "
+                        "backbone (start with a fresh checkpoint_dir to change it)", bytes(cache.digest).hex()[:12])
+        if cache is not None:
+            log.info("cached camera features (%s): backbone %s", acfg.features_from, bytes(cache.digest).hex()[:12])
         if distributed.world_size() > 1:  # after resume: every rank starts from the same weights
             loop.updater = distributed.ShardedUpdater(agent, template_batch(replay_spec, acfg))
         receiver.start()

@@ -42,9 +42,21 @@ from learners.transport.auth import apply_client
 from learners.transport.common import IOThreadOwner, ReconnectTimer, Rejections, routing_id
 from learners.transport.config import TransportConfig
 from learners.transport.outbox import Key, Outbox, OutboxFull
-from learners.transport.spec import conform_floats, parse_stated_spec
+from learners.transport.spec import DIGEST, conform_floats, parse_stated_spec
 
 log = logging.getLogger(__name__)
+
+
+def features_hint(flat: Mapping[str, Any], learner_required: Mapping[str, Any]) -> str:
+    """What to change when the camera entries differ only because one side makes backbone
+    features on the actor (``learner.features_from``) and the other does not."""
+    if DIGEST in learner_required and DIGEST not in flat:
+        return ("; the learner stores camera features made on the actor: start the actor with the learner's "
+                "learner.cache_features=true learner.features_from=actor")
+    if DIGEST in flat and DIGEST not in learner_required:
+        return ("; this actor sends backbone features, the learner expects camera images: start both with the same "
+                "learner.features_from")
+    return ""
 
 
 class TransitionSender(IOThreadOwner):
@@ -214,7 +226,7 @@ class TransitionSender(IOThreadOwner):
                     raise wire.SpecMismatch(
                         f"transition sender {self.actor_id}: this transition does not match the spec the learner "
                         f"stated ({exc}); the learner would refuse it. Give the actor and the learner the same "
-                        "observation and action config.") from None
+                        f"observation and action config{features_hint(flat, self.learner_spec[0])}.") from None
         # Callers take turns (seq order = queue order), but the I/O thread's lock is held
         # only to queue the frame, never during the encode: the copy of two images would
         # otherwise stall the I/O thread for as long.

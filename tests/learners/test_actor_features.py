@@ -14,6 +14,7 @@ from learners.agent import Agent, AgentConfig
 from learners.builders import build_replay
 from learners.feature_cache import FeatureCache
 from learners.transport import TransitionReceiver, TransitionSender
+from learners.transport import wire
 from learners.transport.spec import DIGEST, transition_spec
 from tests.learners.transport_helpers import collect, fast_cfg, wait_for
 
@@ -125,14 +126,52 @@ def test_features_of_another_backbone_are_refused_and_the_actor_is_told_why(capl
     assert "LEARNER REFUSED" in caplog.text and "same base_policy" in caplog.text
 
 
-def test_an_actor_sending_images_to_a_features_learner_is_refused():
+def test_an_actor_sending_images_to_a_features_learner_is_refused_and_told_what_to_set():
     _, _, rx = _learner_side(_cfg())
-    env = TwoCameras()
     images = Agent(CAM_SPEC, _cfg(features_from="learner"))
+    with rx:
+        # before the learner's pong (or from a peer that ignores it) the learner refuses at its socket
+        with TransitionSender(fast_cfg(), "early", port=rx.port, use_learner_spec=False) as tx:
+            ActorLoop(TwoCameras(), images, ActorConfig(total_steps=4, log_every_episodes=0), sender=tx).run()
+            assert wait_for(lambda: tx.stats()["refused"] == 4, timeout_s=20), (tx.stats(), rx.rejections.counts())
+            assert rx.rejections.counts() == {"spec_mismatch": 4} and collect(rx, 1, timeout_s=0.3) == []
+        # once the actor knows the learner's spec, it stops at send() and names the setting
+        with TransitionSender(fast_cfg(), "late", port=rx.port) as tx:
+            assert wait_for(lambda: tx.learner_spec is not None, timeout_s=20)
+            loop = ActorLoop(TwoCameras(), images, ActorConfig(total_steps=4, log_every_episodes=0), sender=tx)
+            with pytest.raises(wire.SpecMismatch, match="learner.features_from=actor"):
+                loop.run()
+
+
+def test_a_frozen_batchnorm_backbone_never_moves_and_the_actor_sends_eval_mode_features():
+    """ResNet backbones carry BatchNorm statistics: a frozen one must use them in every mode (the
+    actor featurizes right after reset, during warm-up and after a model rebuild)."""
+    resnet = {"backbone": "resnet10", "channels": 8, "freeze_backbone": True, "latent_dim": 8}
+    acfg = _cfg(encoder=resnet, warmup_steps=6)
+    learner, cache, rx = _learner_side(acfg)
+    actor = Agent(CAM_SPEC, _cfg(encoder=resnet, warmup_steps=6))
+    digest = actor.encoder.backbone_digest()
+    assert not actor.encoder.encoder_for("front").backbone.training
+    env = TwoCameras()
     with rx, TransitionSender(fast_cfg(), "actor0", port=rx.port) as tx:
-        ActorLoop(env, images, ActorConfig(total_steps=4, log_every_episodes=0), sender=tx).run()
-        assert wait_for(lambda: rx.rejections.counts().get("spec_mismatch", 0) >= 1, timeout_s=20)
-        assert collect(rx, 1, timeout_s=0.3) == []
+        ActorLoop(env, actor, ActorConfig(total_steps=8, log_every_episodes=0), sender=tx).run()
+        got = collect(rx, 8, timeout_s=20)
+        assert len(got) == 8 and rx.rejections.counts() == {}
+    assert actor.encoder.backbone_digest() == digest == learner.encoder.backbone_digest()
+    want = learner.encoder.featurize({k: env.shown[0][k][None] for k in ("front", "wrist")})
+    for k in ("front", "wrist"):
+        np.testing.assert_array_equal(got[0].data["obs"][k], want[k][0])
+    enc = learner.encoder.encoder_for("front")
+    enc.backbone.train()  # a caller that forgot the frozen backbone's mode
+    enc.backbone_features(torch.zeros(2, 24, 24, 3, dtype=torch.uint8))
+    enc(torch.zeros(2, 24, 24, 3, dtype=torch.uint8))
+    assert learner.encoder.backbone_digest() == digest
+
+
+def test_a_bc_actor_makes_no_features():
+    loop = ActorLoop(TwoCameras(), Agent(CAM_SPEC, _cfg(mode="bc")), ActorConfig(total_steps=2, log_every_episodes=0))
+    assert loop.features is None
+    assert ActorLoop(TwoCameras(), Agent(CAM_SPEC, _cfg()), ActorConfig(total_steps=2)).features is not None
 
 
 def test_the_backbone_digest_follows_every_backbone_weight_and_buffer():
@@ -170,3 +209,17 @@ def test_features_from_is_checked():
         _cfg(features_from="gpu")
     with pytest.raises(ValueError, match="needs cache_features=true"):
         AgentConfig(features_from="actor")
+
+
+def test_a_resumed_learner_checks_against_the_backbone_it_resumed(tmp_path):
+    """A checkpoint holds the backbone whose features fill its replay: after a resume the learner
+    accepts that backbone's features, not those of the backbone its config would build."""
+    old, new = Agent(CAM_SPEC, _cfg(seed=0)), Agent(CAM_SPEC, _cfg(seed=1))
+    old.save(tmp_path / "agent.safetensors")
+    cache = FeatureCache(new.encoder)
+    assert not cache.refresh_digest()
+    new.load(tmp_path / "agent.safetensors")  # what LearnerLoop.resume does
+    assert cache.refresh_digest()
+    cache.check_digest(np.frombuffer(old.encoder.backbone_digest(), np.uint8))
+    with pytest.raises(ValueError, match="same base_policy"):
+        cache.check_digest(np.frombuffer(Agent(CAM_SPEC, _cfg(seed=1)).encoder.backbone_digest(), np.uint8))

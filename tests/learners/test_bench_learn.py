@@ -191,7 +191,8 @@ def test_bench_actor_measures_both_modes():
     assert out["ratio_p50"] == pytest.approx(out["base_residual"]["p50_ms"] / out["base"]["p50_ms"], rel=0.01)
     res = out["features"]["resnet10"]
     assert res["feature_shape"] == [512, 2, 2]  # 64 px / 32
-    # byte counts are exact: two 64x64x3 images per camera and transition against two 512x2x2 float16 maps
+    # the byte counts bracket the payloads: two 64x64x3 images per camera and transition against two
+    # 512x2x2 float16 maps plus the 32-byte digest
     assert res["learner"]["transition_bytes"] > 2 * 2 * 64 * 64 * 3 > res["actor"]["transition_bytes"]
     assert res["actor"]["transition_bytes"] > 2 * 2 * 512 * 2 * 2 * 2 + 32
     assert res["bytes_ratio"] == pytest.approx(res["learner"]["transition_bytes"] / res["actor"]["transition_bytes"],
