@@ -354,12 +354,13 @@ class ActorLoop:
 
     # ------------------------------------------------------------------ reporting
     def postfix(self, last: int = 20) -> dict[str, Any]:
-        """Short running stats for a progress bar: success and intervention rates of the last episodes."""
+        """Short running stats for a progress bar: success and intervention rates of the last ``last``
+        episodes (labelled so, e.g. ``success_last20``: the run's summary counts every episode)."""
         recent = self.episodes[-last:]
         if not recent:
             return {"v": self.policy_version}
         success, interv = episode_rates(recent)
-        out = {"success": f"{success:.2f}", "interv": f"{interv:.2f}", "v": self.policy_version}
+        out = {f"success_last{last}": f"{success:.2f}", f"interv_last{last}": f"{interv:.2f}", "v": self.policy_version}
         if any(e["reward_source"] not in ("none", "robot") for e in recent):
             out["reward"] = recent[-1]["reward_source"]  # who set the last episode's reward
         return out

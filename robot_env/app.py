@@ -117,19 +117,23 @@ def run_reporting_errors(fn: Callable[[Any], Any], cfg: Any, verb: str) -> int:
 
     out = run_dir()
     logging.getLogger("OpenGL").setLevel(logging.WARNING)  # PyOpenGL logs an INFO line on import
+    status, previous = 1, None
     try:
         out.mkdir(parents=True, exist_ok=True)
-        link_latest(out)
+        previous = link_latest(out)  # a running verb is the latest (`hilr eval agent=runs/learner/latest/...`)
         (out / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         log.info("hilr %s: run directory %s (resolved config: config_resolved.yaml)", verb, out)
         value = fn(cfg)
-        return int(value) if isinstance(value, int) and not isinstance(value, bool) else 0
-    except KeyboardInterrupt:
+        status = int(value) if isinstance(value, int) and not isinstance(value, bool) else 0
+        return status
+    except KeyboardInterrupt:  # the usual way to stop a learner: what it wrote stays the latest
         print(f"hilr {verb}: interrupted", file=sys.stderr)
-        return 130
+        status = 130
+        return status
     except SystemExit as exc:  # raise SystemExit("message") inside a verb: one line, status 1
         if exc.code is None or isinstance(exc.code, int):
-            return int(exc.code or 0)
+            status = int(exc.code or 0)
+            return status
         print(f"hilr {verb}: {exc.code}", file=sys.stderr)
         return 1
     except Exception as exc:
@@ -145,22 +149,47 @@ def run_reporting_errors(fn: Callable[[Any], Any], cfg: Any, verb: str) -> int:
         known = _is_user_error(exc)
         print(f"hilr {verb}: {error_line(exc)}{'' if known else where}", file=sys.stderr)
         return 1
+    finally:
+        if status not in (0, 130):  # a failed run never stays the latest: the next command uses the last good one
+            restore_latest(out, previous)
 
 
-def link_latest(out: Path) -> None:
+def link_latest(out: Path) -> str | None:
     """Point ``<out>/../latest`` at ``out`` (``runs/train_bc/latest/bc_best.safetensors`` in the
-    README), atomically; never replaces a ``latest`` that is not a symlink."""
-    import os
-
+    README), atomically; never replaces a ``latest`` that is not a symlink. Returns the target
+    it pointed at before (None: there was none), for :func:`restore_latest`."""
     link = out.parent / "latest"
     if link.exists() and not link.is_symlink():
-        return
-    tmp = out.parent / f".latest.{os.getpid()}"
+        return None
+    previous = os.readlink(link) if link.is_symlink() else None
+    _point(link, out.name)
+    return previous
+
+
+def restore_latest(out: Path, previous: str | None) -> None:
+    """Undo :func:`link_latest` for a run that failed: ``latest`` points back at ``previous`` (or
+    is removed when there was none), unless another run has taken it since."""
+    link = out.parent / "latest"
+    try:
+        if not (link.is_symlink() and os.readlink(link) == out.name):
+            return
+        if previous is None:
+            link.unlink()
+        else:
+            _point(link, previous)
+    except OSError:
+        pass
+
+
+def _point(link: Path, target: str) -> None:
+    """Make ``link`` a symlink to ``target``, atomically (a file system without symlinks: no link;
+    the timestamped folders still work)."""
+    tmp = link.parent / f".latest.{os.getpid()}"
     try:
         tmp.unlink(missing_ok=True)
-        tmp.symlink_to(out.name)
+        tmp.symlink_to(target)
         os.replace(tmp, link)
-    except OSError:  # a file system without symlinks: the timestamped folder still works
+    except OSError:
         tmp.unlink(missing_ok=True)
 
 

@@ -36,10 +36,10 @@ def run_learner(cfg: dict, out_dir: Path) -> dict:
     from learners.transport.spec import DIGEST, transition_spec
     from robot_env.registry import config_from_dict
 
-    import os
+    from learners.cli import default_threads
 
     # torch's default (every core) thrashes on a small box shared with the actor and the sim
-    torch.set_num_threads(int(cfg.get("torch_threads") or min(4, max(1, (os.cpu_count() or 2) // 2))))
+    torch.set_num_threads(int(cfg.get("torch_threads") or default_threads()))
     from learners.agent import resolve_device
 
     device = distributed.init_from_env(resolve_device(str(cfg["learner"].get("device", "cpu"))))

@@ -117,10 +117,22 @@ def test_bad_overrides_are_one_line(tmp_path):
                                            "use +nonsense_key=3",
              ("record", "teleop=nope"): "hilr record: In 'record': Could not find 'teleop/nope' Available options in "
                                         "'teleop': ros_twist, sim_operator, spacemouse, spacemouse_replay",
-             ("show",): "hilr show: missing value for dataset: give it as dataset=<value> (see --help)"}
+             ("show",): "hilr show: missing value for dataset: give it as dataset=<value> (see --help)",
+             # a word where the yaml has a number or a flag, refused before any work (nothing written)
+             ("record", "camera=none", "episodes=abc"): "hilr record: episodes must be an integer (its default is "
+                                                        "20), got 'abc'",
+             ("record", "episodes=3.5"): "hilr record: episodes must be an integer (its default is 20), got 3.5",
+             ("actor", "actor.deterministic=yes"): "hilr actor: actor.deterministic must be true or false (its "
+                                                   "default is False), got 'yes'",
+             ("learner", "learner.actor_lr=fast"): "hilr learner: learner.actor_lr must be a number (its default "
+                                                   "is 0.0001), got 'fast'"}
     for args, line in cases.items():
         out = _hilr(*args, tmp_path=tmp_path)
         assert out.returncode == 2 and out.stderr.strip().splitlines() == [line], out.stderr
+    assert not (tmp_path / "record").exists()  # refused before a run folder or dataset was made
+    from learners.cli import type_problem
+
+    assert type_problem("a", 1.0, 2) is None and type_problem("a", 3, None) is None and type_problem("a", "x", 5) is None
 
 
 def test_each_run_updates_a_latest_link(tmp_path):
@@ -135,6 +147,21 @@ def test_each_run_updates_a_latest_link(tmp_path):
     (tmp_path / "latest").mkdir()  # a real folder named latest is never replaced
     link_latest(first)
     assert not (tmp_path / "latest").is_symlink()
+
+
+def test_a_failed_run_does_not_stay_the_latest(tmp_path):
+    """A typo'd command must not send the README's next command (``.../latest/...``) to a run
+    that holds only error.txt: ``latest`` goes back to the last run that did not fail."""
+    ok = _hilr("calibrate", "intrinsics", f"out_dir={tmp_path / 'cal'}", tmp_path=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    good = (tmp_path / "calibrate" / "latest").resolve()
+    assert (good / "config_resolved.yaml").exists()
+    bad = _hilr("calibrate", "intrinsics", "camera_name=nope", f"out_dir={tmp_path / 'cal'}", tmp_path=tmp_path)
+    assert bad.returncode == 1
+    assert (tmp_path / "calibrate" / "latest").resolve() == good
+    assert len([d for d in (tmp_path / "calibrate").iterdir() if d.name != "latest"]) == 2  # its own folder stays
+    first = _hilr("calibrate", "nonsense", tmp_path=tmp_path / "fresh")
+    assert first.returncode == 1 and not (tmp_path / "fresh" / "calibrate" / "latest").exists()
 
 
 def test_a_word_where_a_number_belongs_is_refused_by_name():
