@@ -156,11 +156,12 @@ def run_reporting_errors(fn: Callable[[Any], Any], cfg: Any, verb: str) -> int:
 
 def link_latest(out: Path) -> str | None:
     """Point ``<out>/../latest`` at ``out`` (``runs/train_bc/latest/bc_best.safetensors`` in the
-    README), atomically; never replaces a ``latest`` that is not a symlink. Returns the target
+    README), atomically; never replaces a ``latest`` that is not a symlink, and links nothing for a
+    run inside another run's folder (``hilr demo``'s learner and actor). Returns the target
     it pointed at before (None: there was none), for :func:`restore_latest`."""
     link = out.parent / "latest"
-    if link.exists() and not link.is_symlink():
-        return None
+    if (link.exists() and not link.is_symlink()) or (out.parent / "config_resolved.yaml").exists():
+        return None  # a real folder named latest, or a sub-run inside another run (hilr demo's learner/actor)
     previous = os.readlink(link) if link.is_symlink() else None
     _point(link, out.name)
     return previous

@@ -147,6 +147,9 @@ def test_each_run_updates_a_latest_link(tmp_path):
     (tmp_path / "latest").mkdir()  # a real folder named latest is never replaced
     link_latest(first)
     assert not (tmp_path / "latest").is_symlink()
+    (second / "config_resolved.yaml").write_text("{}\n")  # a run folder: its sub-runs (hilr demo's) get no link
+    (second / "actor").mkdir()
+    assert link_latest(second / "actor") is None and not (second / "latest").exists()
 
 
 def test_a_failed_run_does_not_stay_the_latest(tmp_path):
