@@ -4,6 +4,9 @@
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# where torch comes from: empty = pip's default (PyPI's Linux wheel bundles CUDA, several GB);
+# on a CPU-only box: make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 DEB_LIBS := libusb-1.0-0 libegl1 libgl1-mesa-dri libhidapi-hidraw0 libhidapi-libusb0 xvfb
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
@@ -28,7 +31,7 @@ $(BIN)/activate:
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.installed: $(BIN)/activate pyproject.toml
-	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 

@@ -138,6 +138,8 @@ class LearnerLoop:
         self.policy_lag: list[int] = []
         self._t_log = self._t_ckpt = time.monotonic()
         self._counts_at_log = (0, 0)
+        self._idle_since: float | None = None  # when the learner last saw no transition and ran no update
+        self._idle_logged = 0.0  # when it last said so (once a minute)
 
     # ------------------------------------------------------------------ checkpoints
     def latest_checkpoint(self) -> Path | None:
@@ -330,9 +332,18 @@ class LearnerLoop:
             for k, v in out.items():
                 self.writer.add_scalar(k, v, self.env_steps)
             self.writer.flush()
-        log.info("env %d upd %d v%d | %s", self.env_steps, self.agent.num_updates, self.version,
-                 " ".join(f"{k.split('/')[-1]}={v:.3g}" for k, v in out.items()
-                          if k.startswith(("actor", "perf")) or k in LOGGED_DIAGNOSTICS))
+        idle = (self.agent.num_updates, self.env_steps) == (upd, env)
+        if not idle:
+            self._idle_since = None
+            log.info("env %d upd %d v%d | %s", self.env_steps, self.agent.num_updates, self.version,
+                     " ".join(f"{k.split('/')[-1]}={v:.3g}" for k, v in out.items()
+                              if k.startswith(("actor", "perf")) or k in LOGGED_DIAGNOSTICS))
+        elif self._idle_since is None or now - self._idle_logged >= 60.0:  # one line a minute while idle
+            self._idle_since = self._idle_since or self._t_log
+            self._idle_logged = now
+            log.info("env %d upd %d v%d | idle for %.0f s: waiting for transitions%s", self.env_steps,
+                     self.agent.num_updates, self.version, now - self._idle_since,
+                     f" (stops after {self.cfg.idle_exit_s:.0f} s idle)" if self.cfg.idle_exit_s else "")
         self._t_log, self._counts_at_log = now, (self.agent.num_updates, self.env_steps)
         self.policy_lag.clear()
         return out

@@ -348,7 +348,9 @@ class EpisodeWriter:
 
 
 def summarize(root: str | Path) -> dict[str, Any]:
-    """Counts of a dataset: episodes, steps, successes, intervention rate, frames.
+    """Counts of a dataset: episodes, steps, successes, intervention rate, and the reward
+    classifier's frames (``frames/``): labelled success, and the rest (``non_success_frames``:
+    every frame before the success, and failed attempts: the classifier's negatives).
 
     Every episode file is loaded (and so checked); a corrupt one raises ``DatasetError``.
     """
@@ -362,7 +364,7 @@ def summarize(root: str | Path) -> dict[str, Any]:
                                        for e in episodes)),
         "intervention_rate": float(sum(e["intervened"].sum() for e in episodes) / steps) if steps else 0.0,
         "success_frames": int(sum(lab.sum() for lab in labels)),
-        "failure_frames": int(sum((~lab).sum() for lab in labels)),
+        "non_success_frames": int(sum((~lab).sum() for lab in labels)),
     }
 
 

@@ -163,3 +163,25 @@ def test_refused_messages_reach_the_learner_metrics(tmp_path):
     loop.receiver.rejections.reject("spec_mismatch", "an actor with another observation config")
     loop.receiver.rejections.reject("spec_mismatch", "again")
     assert loop.log_metrics()["transport/rejected_spec_mismatch"] == 2.0
+
+
+def test_an_idle_learner_says_so_once_a_minute_not_every_period(tmp_path, caplog, monkeypatch):
+    import logging
+
+    from learners import learner_loop
+
+    loop = make_loop(tmp_path)
+    clock = [1000.0]
+    monkeypatch.setattr(learner_loop.time, "monotonic", lambda: clock[0])
+    loop._t_log = clock[0]
+    with caplog.at_level(logging.INFO, logger="learners.learner_loop"):
+        for _ in range(13):  # 65 s of 5 s periods without a transition or an update
+            clock[0] += 5.0
+            loop.log_metrics()
+        lines = [r.getMessage() for r in caplog.records if "| " in r.getMessage()]
+        assert len(lines) == 2 and all("idle for" in line for line in lines), lines
+        assert "idle for 5 s" in lines[0] and "idle for 65 s" in lines[1]
+        loop.env_steps += 1  # a transition: the next period logs its metrics again
+        clock[0] += 5.0
+        loop.log_metrics()
+    assert "idle for" not in caplog.records[-1].getMessage()

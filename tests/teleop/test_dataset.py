@@ -111,7 +111,7 @@ def test_summarize_cli(tmp_path):
     summary = json.loads(out.stdout)
     assert summary["episodes"] == 2 and summary["steps"] == 10
     assert summary["successful_episodes"] == 1 and summary["intervention_rate"] == pytest.approx(0.5)
-    assert summary["success_frames"] == 1 and summary["failure_frames"] == 11
+    assert summary["success_frames"] == 1 and summary["non_success_frames"] == 11
 
 
 def test_an_episode_with_corrupted_compressed_data_is_a_dataset_error(tmp_path):
