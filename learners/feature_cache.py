@@ -88,6 +88,17 @@ class FeatureCache:
         feats = self.encoder.featurize({k: np.asarray(obs[k])[None] for k in self.keys})
         return {**obs, **{k: feats[k][0] for k in self.keys}}
 
+    def check_transition(self, arrays: Mapping[str, Any]) -> None:
+        """A received transition's flat arrays: refuse it unless its ``backbone_digest`` is this
+        backbone's (a :class:`learners.transport.TransitionReceiver` ``check``).
+
+        Raises:
+            ValueError: another backbone made its features.
+        """
+        from learners.transport.spec import DIGEST
+
+        self.check_digest(arrays[DIGEST])
+
     def check_digest(self, digest: Any) -> None:
         """Refuse features made by another backbone than this one.
 

@@ -16,7 +16,6 @@ import json
 import logging
 import signal
 from pathlib import Path
-from typing import Any, Mapping
 
 from robot_env.app import hydra_app, run_dir, to_container
 
@@ -33,7 +32,7 @@ def run_learner(cfg: dict, out_dir: Path) -> dict:
                                    obs_spec_from_dataset, transport_config)
     from learners.learner_loop import LearnerLoop, LearnerLoopConfig
     from learners.transport import TransitionReceiver, WeightPublisher
-    from learners.transport.spec import DIGEST, transition_spec
+    from learners.transport.spec import transition_spec
     from robot_env.registry import config_from_dict
 
     from learners.cli import default_threads
@@ -96,12 +95,10 @@ def run_learner(cfg: dict, out_dir: Path) -> dict:
     # is refused (and told why), never crashes the learner
     check = None
     if cache is not None and acfg.features_from == "actor":
-        # the actor sends its backbone's features in place of images, with the backbone's digest
-
-        def check(arrays: Mapping[str, Any]) -> None:  # features of another backbone are refused
-            cache.check_digest(arrays[DIGEST])
-
+        # the actor sends its backbone's features in place of images, with the backbone's digest;
+        # features of another backbone are refused
         required, optional = transition_spec(replay_spec, acfg.action_dim, features=True)
+        check = cache.check_transition
     else:
         required, optional = transition_spec(spec, acfg.action_dim)
     receiver = TransitionReceiver(tcfg, expected=required, optional=optional, check=check)

@@ -15,7 +15,7 @@ from learners.builders import build_replay
 from learners.feature_cache import FeatureCache
 from learners.transport import TransitionReceiver, TransitionSender
 from learners.transport import wire
-from learners.transport.spec import DIGEST, transition_spec
+from learners.transport.spec import transition_spec
 from tests.learners.transport_helpers import collect, fast_cfg, wait_for
 
 torch.set_num_threads(1)
@@ -63,8 +63,7 @@ def _learner_side(acfg: AgentConfig):
     agent = Agent(CAM_SPEC, acfg)
     cache = FeatureCache(agent.encoder)
     required, optional = transition_spec(cache.replay_spec(), acfg.action_dim, features=True)
-    rx = TransitionReceiver(fast_cfg(), expected=required, optional=optional,
-                            check=lambda arrays: cache.check_digest(arrays[DIGEST]))
+    rx = TransitionReceiver(fast_cfg(), expected=required, optional=optional, check=cache.check_transition)
     return agent, cache, rx
 
 
