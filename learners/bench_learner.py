@@ -52,7 +52,7 @@ DEFAULTS: dict[str, Any] = {
     "image_size": 64,  # camera H = W for the two_cameras input
     "backbone": "small_conv",  # encoder for the two_cameras input
     "state_dim": 20,
-    "threads": 0,  # torch CPU threads (0 = leave torch's default)
+    "threads": 0,  # torch CPU threads (0 = OMP_NUM_THREADS: under `hilr`, half the cores, at most 4)
     "inputs": ["state", "two_cameras"],
     "naive": True,  # also time the per-critic Python loop
     "compile": False,  # also time the torch.compile'd agent (learner.compile=true)

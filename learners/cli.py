@@ -104,7 +104,10 @@ def override_problem(config_name: str, overrides: list[str]) -> str | None:
     if missing:
         return f"missing value for {', '.join(missing)}: give it as {missing[0]}=<value> (see --help)"
     for override in overrides:  # a word where the yaml has a number or a flag: refused by name, before any work
-        key = override.split("=", 1)[0].lstrip("+~")
+        key, _, raw = override.partition("=")
+        key = key.lstrip("+~")
+        if "${" in raw:  # an interpolation resolves at run time (e.g. an environment variable): not checked here
+            continue
         problem = type_problem(key, OmegaConf.select(defaults, key), OmegaConf.select(cfg, key))
         if problem:
             return problem
@@ -149,7 +152,11 @@ def default_threads() -> int:
     with one thread, and ``hilr eval`` 6x slower (``OMP_NUM_THREADS`` or a verb's own
     ``threads`` / ``torch_threads`` setting still win).
     """
-    return min(4, max(1, (os.cpu_count() or 2) // 2))
+    try:
+        cores = len(os.sched_getaffinity(0))  # the cores this process may use (containers, taskset)
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 2
+    return min(4, max(1, cores // 2))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -117,10 +117,10 @@ def run_reporting_errors(fn: Callable[[Any], Any], cfg: Any, verb: str) -> int:
 
     out = run_dir()
     logging.getLogger("OpenGL").setLevel(logging.WARNING)  # PyOpenGL logs an INFO line on import
-    status, previous = 1, None
+    status = 1
     try:
         out.mkdir(parents=True, exist_ok=True)
-        previous = link_latest(out)  # a running verb is the latest (`hilr eval agent=runs/learner/latest/...`)
+        link_latest(out)  # a running verb is the latest (`hilr eval agent=runs/learner/latest/...`)
         (out / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         log.info("hilr %s: run directory %s (resolved config: config_resolved.yaml)", verb, out)
         value = fn(cfg)
@@ -151,33 +151,38 @@ def run_reporting_errors(fn: Callable[[Any], Any], cfg: Any, verb: str) -> int:
         return 1
     finally:
         if status not in (0, 130):  # a failed run never stays the latest: the next command uses the last good one
-            restore_latest(out, previous)
+            mark_failed(out, status)
 
 
-def link_latest(out: Path) -> str | None:
+def link_latest(out: Path) -> bool:
     """Point ``<out>/../latest`` at ``out`` (``runs/train_bc/latest/bc_best.safetensors`` in the
     README), atomically; never replaces a ``latest`` that is not a symlink, and links nothing for a
-    run inside another run's folder (``hilr demo``'s learner and actor). Returns the target
-    it pointed at before (None: there was none), for :func:`restore_latest`."""
+    run inside another run's folder (``hilr demo``'s learner and actor). True when it linked."""
     link = out.parent / "latest"
     if (link.exists() and not link.is_symlink()) or (out.parent / "config_resolved.yaml").exists():
-        return None  # a real folder named latest, or a sub-run inside another run (hilr demo's learner/actor)
-    previous = os.readlink(link) if link.is_symlink() else None
+        return False  # a real folder named latest, or a sub-run inside another run (hilr demo's learner/actor)
     _point(link, out.name)
-    return previous
+    return True
 
 
-def restore_latest(out: Path, previous: str | None) -> None:
-    """Undo :func:`link_latest` for a run that failed: ``latest`` points back at ``previous`` (or
-    is removed when there was none), unless another run has taken it since."""
+FAILED = "FAILED"  # marker file of a run that failed (its exit status inside)
+
+
+def mark_failed(out: Path, status: int) -> None:
+    """Mark ``out`` as a failed run and, if ``latest`` points at it, point ``latest`` at the newest
+    other run of the verb that has not failed (a running one counts), or remove it when there is
+    none. Runs of one verb may overlap (two actors): each failed one is skipped by its marker."""
     link = out.parent / "latest"
     try:
+        (out / FAILED).write_text(f"exit status {status}\n")
         if not (link.is_symlink() and os.readlink(link) == out.name):
             return
-        if previous is None:
-            link.unlink()
+        good = sorted((d.name for d in out.parent.iterdir() if d.is_dir() and not d.is_symlink()
+                       and not d.name.startswith(".") and d != out and not (d / FAILED).exists()), reverse=True)
+        if good:
+            _point(link, good[0])
         else:
-            _point(link, previous)
+            link.unlink()
     except OSError:
         pass
 

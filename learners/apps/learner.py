@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def run_learner(cfg: dict, out_dir: Path) -> dict:
     from learners.cli import default_threads
 
     # torch's default (every core) thrashes on a small box shared with the actor and the sim
-    torch.set_num_threads(int(cfg.get("torch_threads") or default_threads()))
+    torch.set_num_threads(int(cfg.get("torch_threads") or os.environ.get("OMP_NUM_THREADS") or default_threads()))
     from learners.agent import resolve_device
 
     device = distributed.init_from_env(resolve_device(str(cfg["learner"].get("device", "cpu"))))

@@ -133,6 +133,10 @@ def test_bad_overrides_are_one_line(tmp_path):
     from learners.cli import type_problem
 
     assert type_problem("a", 1.0, 2) is None and type_problem("a", 3, None) is None and type_problem("a", "x", 5) is None
+    from learners.cli import override_problem
+
+    assert override_problem("record", ["seed=${oc.env:HILR_TEST_SEED,3}"]) is None  # resolved at run time
+    assert override_problem("demo", ["online.actor.max_steps_per_s=12.5"]) is None  # a float setting takes fractions
 
 
 def test_each_run_updates_a_latest_link(tmp_path):
@@ -149,7 +153,22 @@ def test_each_run_updates_a_latest_link(tmp_path):
     assert not (tmp_path / "latest").is_symlink()
     (second / "config_resolved.yaml").write_text("{}\n")  # a run folder: its sub-runs (hilr demo's) get no link
     (second / "actor").mkdir()
-    assert link_latest(second / "actor") is None and not (second / "latest").exists()
+    assert not link_latest(second / "actor") and not (second / "latest").exists()
+
+
+def test_overlapping_failed_runs_never_leave_latest_on_a_failed_one(tmp_path):
+    from robot_env.app import FAILED, link_latest, mark_failed
+
+    good, a, b = (tmp_path / f"2026-01-01_00-00-0{i}" for i in range(3))
+    for d in (good, a, b):
+        d.mkdir()
+        link_latest(d)
+    mark_failed(a, 1)  # a fails while b is the latest: latest stays on b
+    assert (tmp_path / "latest").resolve() == b.resolve() and (a / FAILED).exists()
+    mark_failed(b, 1)  # then b fails: back to the newest run that did not fail, not to a
+    assert (tmp_path / "latest").resolve() == good.resolve()
+    mark_failed(good, 2)
+    assert not (tmp_path / "latest").exists()
 
 
 def test_a_failed_run_does_not_stay_the_latest(tmp_path):
