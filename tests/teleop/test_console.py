@@ -12,6 +12,7 @@ import random
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -70,6 +71,13 @@ def read_xwd(path: Path) -> np.ndarray:
 def xvfb(tmp_path):
     if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb not installed")
+    # One X screenshot test at a time on this machine: with two or three test sessions running it
+    # at once (two CI clones on one box), one console window sometimes never painted in 90 s
+    # (the grabbed screen all black); serialised, it paints in 2-4 s. The lock is released at exit.
+    import fcntl
+
+    lock = open(Path(tempfile.gettempdir()) / "hilr-xvfb-test.lock", "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
     # A random high display number: low ones (:0, :99) are what other tools pick, and a
     # server in another mount namespace can hold the abstract socket without a lock file here.
     rng = random.Random(os.getpid() ^ int(time.time() * 1e3))
@@ -91,9 +99,12 @@ def xvfb(tmp_path):
     else:
         pytest.skip("Xvfb did not start")
     display = f":{number}"
-    yield display, tmp_path / "Xvfb_screen0"
-    proc.terminate()
-    proc.wait(5)
+    try:
+        yield display, tmp_path / "Xvfb_screen0"
+    finally:
+        proc.terminate()
+        proc.wait(5)
+        lock.close()  # releases the flock
 
 
 WINDOW_SCRIPT = r"""
